@@ -1,0 +1,151 @@
+//! Live schemas: what `check` and `run` compare the mappings against.
+//!
+//! Each endpoint kind describes a table as columns plus unique keys; the comparison is common.
+//! Errors point at the mapping file line that named the table, column or key.
+
+mod mysql;
+mod postgres;
+
+use crate::error::Error;
+use crate::mapping::Mapping;
+
+pub use mysql::describe as describe_mysql;
+pub use postgres::describe as describe_postgres;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveColumn {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
+    pub generated: bool,
+    /// Has a default or is filled by the database (auto-increment, identity).
+    pub has_default: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTable {
+    pub columns: Vec<LiveColumn>,
+    /// Primary key and unique indexes, each as its column names.
+    pub unique_keys: Vec<Vec<String>>,
+    /// Identifiers compare case-insensitively (MySQL/MariaDB column names).
+    pub case_insensitive: bool,
+}
+
+impl LiveTable {
+    pub fn column(&self, name: &str) -> Option<&LiveColumn> {
+        self.columns.iter().find(|c| self.same(&c.name, name))
+    }
+
+    fn same(&self, a: &str, b: &str) -> bool {
+        if self.case_insensitive {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    }
+
+    fn is_unique_key(&self, cols: &[&str]) -> bool {
+        self.unique_keys.iter().any(|k| {
+            k.len() == cols.len() && k.iter().all(|kc| cols.iter().any(|c| self.same(kc, c)))
+        })
+    }
+}
+
+/// Problems found comparing a mapping with the live tables: errors stop startup, warnings are
+/// printed by `check`.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub errors: Vec<Error>,
+    pub warnings: Vec<String>,
+}
+
+pub fn compare(
+    m: &Mapping,
+    source: Option<&LiveTable>,
+    target: Option<&LiveTable>,
+    out: &mut Findings,
+) {
+    let Some(source) = source else {
+        out.errors.push(m.error(
+            m.source.line,
+            format!("source table {} does not exist", m.source),
+        ));
+        return;
+    };
+    let Some(target) = target else {
+        out.errors.push(m.error(
+            m.target.line,
+            format!("target table {} does not exist", m.target),
+        ));
+        return;
+    };
+    for c in &m.columns {
+        if source.column(&c.source).is_none() {
+            out.errors.push(m.error(
+                c.line,
+                format!(
+                    "column '{}' does not exist in source table {}",
+                    c.source, m.source
+                ),
+            ));
+        }
+        match target.column(&c.target) {
+            None => out.errors.push(m.error(
+                c.line,
+                format!(
+                    "column '{}' does not exist in target table {}",
+                    c.target, m.target
+                ),
+            )),
+            Some(tc) if tc.generated => out.errors.push(m.error(
+                c.line,
+                format!(
+                    "column '{}' of {} is generated and cannot be written",
+                    c.target, m.target
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    let key = m.target_key();
+    if !target.is_unique_key(&key) {
+        out.errors.push(m.error(
+            m.key_line,
+            format!(
+                "target key ({}) is not the primary key or a unique index of {}: upserts need one",
+                key.join(", "),
+                m.target
+            ),
+        ));
+    }
+    // Another unique key whose columns rowbridge writes can make an upsert hit the wrong row.
+    let mapped: Vec<&str> = m.columns.iter().map(|c| c.target.as_str()).collect();
+    let others: Vec<String> = target
+        .unique_keys
+        .iter()
+        .filter(|k| {
+            !(k.len() == key.len() && k.iter().all(|kc| key.iter().any(|c| target.same(kc, c))))
+        })
+        .filter(|k| k.iter().all(|kc| mapped.iter().any(|c| target.same(kc, c))))
+        .map(|k| k.join(", "))
+        .collect();
+    if !others.is_empty() && target.case_insensitive {
+        out.warnings.push(format!(
+            "{}: target {} has other unique keys ({}); INSERT ... ON DUPLICATE KEY UPDATE fires on any of them, \
+             so a row colliding there updates that row instead of failing",
+            m.file.display(), m.target, others.join("; ")
+        ));
+    }
+    for tc in &target.columns {
+        if !tc.nullable
+            && !tc.generated
+            && !tc.has_default
+            && !mapped.iter().any(|c| target.same(c, &tc.name))
+        {
+            out.warnings.push(format!(
+                "{}: column '{}' of {} is NOT NULL, has no default and is not mapped: inserts will fail",
+                m.file.display(), tc.name, m.target
+            ));
+        }
+    }
+}

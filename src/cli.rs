@@ -1,0 +1,186 @@
+//! Command line: `rowbridge run | check | checkpoint show`.
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage (clap), 75 store locked, 78 configuration.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+pub const DEFAULT_CONFIG: &str = "/etc/rowbridge/rowbridge.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rowbridge",
+    version,
+    about = "Keep a PostgreSQL CRM and a MySQL/MariaDB ERP in sync"
+)]
+pub struct Args {
+    /// Configuration file.
+    #[arg(short, long, env = "ROWBRIDGE_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run,
+    /// Validate the config, the mapping files and the live databases; exit 78 on problems.
+    Check {
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Stored stream positions.
+    Checkpoint {
+        #[command(subcommand)]
+        action: CheckpointAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointAction {
+    /// Show every flow's checkpoint (reads the store; the daemon must be stopped).
+    Show {
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROWBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Run a command; returns the process exit code.
+pub fn main(args: Args) -> i32 {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rowbridge: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(dispatch(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(class = e.class().as_str(), "{e}");
+            eprintln!("rowbridge: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(args: Args) -> Result<i32> {
+    let config = Config::load(&args.config)?;
+    match args.command {
+        Command::Run => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(watch_signals(shutdown.clone()));
+            crate::daemon::run(config, shutdown).await?;
+            Ok(0)
+        }
+        Command::Check { output } => check(&config, output).await,
+        Command::Checkpoint {
+            action: CheckpointAction::Show { output },
+        } => {
+            let store = Store::open(&config.store.path)?;
+            let rows = store.checkpoints()?;
+            match output {
+                Output::Json => {
+                    let v: Vec<_> = rows
+                        .iter()
+                        .map(|(flow, pos)| serde_json::json!({"flow": flow, "position": pos.to_string()}))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(v));
+                }
+                Output::Table => {
+                    println!("{:<24} POSITION", "FLOW");
+                    for (flow, pos) in rows {
+                        println!("{flow:<24} {pos}");
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn check(config: &Config, output: Output) -> Result<i32> {
+    let findings = crate::daemon::check(config).await?;
+    let errors: Vec<String> = findings.errors.iter().map(|e| e.to_string()).collect();
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"ok": errors.is_empty(), "errors": errors, "warnings": findings.warnings})
+        ),
+        Output::Table => {
+            for w in &findings.warnings {
+                println!("warning: {w}");
+            }
+            for e in &errors {
+                println!("error: {e}");
+            }
+            if errors.is_empty() {
+                println!("ok: configuration, mappings and databases are ready");
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(0)
+    } else {
+        for e in &errors {
+            eprintln!("rowbridge: {e}");
+        }
+        Ok(Error::Invalid(String::new()).exit_code())
+    }
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

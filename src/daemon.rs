@@ -1,0 +1,177 @@
+//! `run` and `check`: load and validate everything, then start one flow per endpoint pair.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{self, Findings};
+use crate::config::{Config, EndpointKind};
+use crate::error::{Error, ErrorClass, Result};
+use crate::mapping::Mappings;
+use crate::metrics::{self as m, Health};
+use crate::pipeline::Flow;
+use crate::sink::mysql;
+use crate::source::postgres::{self, PgConn};
+use crate::store::Store;
+
+/// Load the mappings and check the flows they imply.
+pub fn load(config: &Config) -> Result<Mappings> {
+    let mappings = Mappings::load(config)?;
+    if mappings.list.is_empty() {
+        return Err(Error::mapping(
+            &config.mappings,
+            0,
+            "no mapping files (*.toml) found",
+        ));
+    }
+    let mut sources: std::collections::HashMap<&str, &str> = Default::default();
+    for mapping in &mappings.list {
+        let (s, t) = (
+            mapping.source.endpoint.as_str(),
+            mapping.target.endpoint.as_str(),
+        );
+        if let Some(other) = sources.insert(s, t) {
+            if other != t {
+                return Err(mapping.error(mapping.target.line, format!(
+                    "source endpoint '{s}' already feeds '{other}'; one source endpoint feeds one target endpoint"
+                )));
+            }
+        }
+        let kinds = (config.endpoints[s].kind, config.endpoints[t].kind);
+        if kinds != (EndpointKind::Postgres, EndpointKind::Mysql) {
+            return Err(mapping.error(
+                mapping.source.line,
+                format!(
+                    "{} -> {} replication is not supported by this release (postgres -> mysql is)",
+                    kinds.0.as_str(),
+                    kinds.1.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(mappings)
+}
+
+/// Compare settings and mappings with the live databases. Connection failures are returned as
+/// errors of their own class; mismatches are collected in the findings.
+pub async fn check_live(config: &Config, mappings: &Mappings) -> Result<Findings> {
+    let mut findings = Findings::default();
+    let mut sources = std::collections::HashMap::new();
+    let mut targets = std::collections::HashMap::new();
+    for (name, ep) in &config.endpoints {
+        let pass = config.password(name)?;
+        match ep.kind {
+            EndpointKind::Postgres => {
+                let conn = PgConn::connect(name, ep, &pass).await?;
+                if let Err(e) =
+                    postgres::verify_settings(&conn, &mappings.source_tables(name)).await
+                {
+                    findings.errors.push(e);
+                }
+                sources.insert(name.clone(), conn);
+            }
+            EndpointKind::Mysql => {
+                let conn = mysql_async::Conn::new(mysql::opts(ep, &pass))
+                    .await
+                    .map_err(|e| Error::mysql(name, e))?;
+                targets.insert(name.clone(), conn);
+            }
+        }
+    }
+    for mapping in &mappings.list {
+        let src = &sources[&mapping.source.endpoint];
+        let live_src =
+            catalog::describe_postgres(src, &mapping.source.namespace, &mapping.source.table)
+                .await?;
+        let dst = targets
+            .get_mut(&mapping.target.endpoint)
+            .expect("target endpoint connected");
+        let t = &mapping.target;
+        let live_dst = catalog::describe_mysql(dst, &t.endpoint, &t.namespace, &t.table).await?;
+        catalog::compare(mapping, live_src.as_ref(), live_dst.as_ref(), &mut findings);
+    }
+    for (_, conn) in targets {
+        let _ = conn.disconnect().await;
+    }
+    Ok(findings)
+}
+
+/// Join several configuration errors into one, keeping each on its own line.
+fn combine(errors: Vec<Error>) -> Error {
+    let mut it = errors.into_iter();
+    let first = it.next().expect("at least one error");
+    let rest: Vec<String> = it.map(|e| e.to_string()).collect();
+    if rest.is_empty() {
+        return first;
+    }
+    Error::Invalid(format!("{first}\n{}", rest.join("\n")))
+}
+
+/// The daemon: runs until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let config = Arc::new(config);
+    let mappings = Arc::new(load(&config)?);
+    let store = Store::open(&config.store.path)?;
+    let health = Health::default();
+    let handle = m::install();
+    if !config.admin.http.is_empty() {
+        let addr = config.admin.http.parse().expect("validated");
+        let listener = m::serve(addr, handle, health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = listener.await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+    metrics::gauge!(m::DEAD_LETTERS).set(store.dead_letter_count() as f64);
+    preflight(&config, &mappings).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (source, target) in mappings.flows() {
+        let flow = Flow::new(
+            &source,
+            &target,
+            config.clone(),
+            mappings.clone(),
+            store.clone(),
+        );
+        tracing::info!(flow = %flow.name, "starting flow");
+        tasks.spawn(flow.run(shutdown.clone()));
+    }
+    health.set_ready(true);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::error!(error = %e, "a flow stopped; the others keep running");
+        }
+    }
+    store.flush()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Refuse to start on configuration problems the databases reveal (missing tables or columns,
+/// wal_level). Unreachable databases are not a reason to refuse: the flows retry them.
+async fn preflight(config: &Config, mappings: &Mappings) -> Result<()> {
+    match check_live(config, mappings).await {
+        Ok(findings) => {
+            for w in &findings.warnings {
+                tracing::warn!(warning = %w, "check");
+            }
+            if findings.errors.is_empty() {
+                Ok(())
+            } else {
+                Err(combine(findings.errors))
+            }
+        }
+        Err(e) if e.class() == ErrorClass::Transient => {
+            tracing::warn!(error = %e, "cannot check databases at startup; flows will retry");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `rowbridge check`: everything `run` validates, reported in full. Returns the problems.
+pub async fn check(config: &Config) -> Result<Findings> {
+    let mappings = load(config)?;
+    check_live(config, &mappings).await
+}

@@ -1,0 +1,268 @@
+//! Errors and the one place that classifies them.
+//!
+//! Every failure is sorted into one of four classes, and the class alone decides what happens:
+//! transient errors are retried with exponential backoff, row errors send that row to the
+//! dead-letter queue while the rest keeps flowing, endpoint-fatal errors stop the flow without a
+//! hot retry loop, and configuration errors stop the process with exit code 78.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// What to do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Network, timeout, deadlock, too many connections: retry with backoff.
+    Transient,
+    /// This row cannot be applied (constraint, type, mapping): dead-letter it, keep going.
+    Row,
+    /// Authentication, privilege, slot dropped, binlog purged: stop the flow, alert.
+    EndpointFatal,
+    /// Bad configuration or mapping: exit 78.
+    Config,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Row => "row",
+            ErrorClass::EndpointFatal => "endpoint_fatal",
+            ErrorClass::Config => "config",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+
+    #[error("{file}:{line}: {message}")]
+    Mapping {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    /// A database setting that CDC needs is wrong; `hint` says how to fix it.
+    #[error("endpoint {endpoint}: {message}; fix: {hint}")]
+    EndpointSetup {
+        endpoint: String,
+        message: String,
+        hint: String,
+    },
+
+    #[error("endpoint {endpoint}: {source}")]
+    Postgres {
+        endpoint: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("endpoint {endpoint}: replication: {source}")]
+    Replication {
+        endpoint: String,
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+
+    #[error("endpoint {endpoint}: {source}")]
+    Mysql {
+        endpoint: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    #[error("endpoint {endpoint}: protocol: {message}")]
+    Protocol { endpoint: String, message: String },
+
+    /// A row that cannot be mapped or applied. Never carries the row's values.
+    #[error("table {table}, key {key}: {reason}")]
+    Row {
+        table: String,
+        key: String,
+        reason: String,
+    },
+
+    #[error("store: {0}")]
+    Store(String),
+
+    #[error(
+        "store {0} is locked by another process (is the daemon running? use its admin socket)"
+    )]
+    StoreLocked(String),
+
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+
+    /// Several configuration problems, one per line.
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("shutting down")]
+    Shutdown,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn mapping(file: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> Self {
+        Error::Mapping {
+            file: file.into(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub fn setup(endpoint: &str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::EndpointSetup {
+            endpoint: endpoint.to_string(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn pg(endpoint: &str, source: tokio_postgres::Error) -> Self {
+        Error::Postgres {
+            endpoint: endpoint.to_string(),
+            source,
+        }
+    }
+
+    pub fn mysql(endpoint: &str, source: mysql_async::Error) -> Self {
+        Error::Mysql {
+            endpoint: endpoint.to_string(),
+            source,
+        }
+    }
+
+    /// The single classifier: every retry / dead-letter / stop decision goes through here.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::ConfigFile { .. } | Error::Mapping { .. } | Error::Invalid(_) => {
+                ErrorClass::Config
+            }
+            Error::EndpointSetup { .. } => ErrorClass::Config,
+            Error::Postgres { source, .. } => classify_pg(source),
+            Error::Replication { source, .. } => classify_replication(source),
+            Error::Mysql { source, .. } => classify_mysql(source),
+            Error::Protocol { .. } => ErrorClass::Transient,
+            Error::Row { .. } => ErrorClass::Row,
+            Error::Store(_) | Error::StoreLocked(_) => ErrorClass::EndpointFatal,
+            Error::Io(_) => ErrorClass::Transient,
+            Error::Shutdown => ErrorClass::Transient,
+        }
+    }
+
+    /// Exit code for the binary: 78 (EX_CONFIG) for configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if let Error::StoreLocked(_) = self {
+            return 75;
+        }
+        match self.class() {
+            ErrorClass::Config => 78,
+            _ => 1,
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATE classes: 08 connection, 40 rollback (deadlock, serialization), 53
+/// resources, 57 operator intervention (shutdown), 28 auth, 42501 privilege, 22/23 data.
+fn classify_pg(err: &tokio_postgres::Error) -> ErrorClass {
+    let Some(db) = err.as_db_error() else {
+        return ErrorClass::Transient;
+    };
+    classify_sqlstate(db.code().code())
+}
+
+pub(crate) fn classify_sqlstate(code: &str) -> ErrorClass {
+    match &code[..2.min(code.len())] {
+        "08" | "40" | "53" | "57" | "55" | "58" | "XX" => ErrorClass::Transient,
+        "28" => ErrorClass::EndpointFatal,
+        "22" | "23" | "2B" | "44" => ErrorClass::Row,
+        "42" if code == "42501" => ErrorClass::EndpointFatal,
+        "42" => ErrorClass::EndpointFatal,
+        _ => ErrorClass::EndpointFatal,
+    }
+}
+
+fn classify_replication(err: &pgwire_replication::PgWireError) -> ErrorClass {
+    use pgwire_replication::PgWireError as E;
+    match err {
+        E::Auth(_) => ErrorClass::EndpointFatal,
+        E::Server(text) => {
+            if text.contains("28P01") || text.contains("28000") || text.contains("42501") {
+                ErrorClass::EndpointFatal
+            } else if text.contains("does not exist") {
+                // Slot or publication dropped behind our back: resync, not a hot retry.
+                ErrorClass::EndpointFatal
+            } else {
+                ErrorClass::Transient
+            }
+        }
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// MySQL/MariaDB server error numbers, by what retrying would achieve.
+fn classify_mysql(err: &mysql_async::Error) -> ErrorClass {
+    match err {
+        mysql_async::Error::Server(se) => classify_mysql_code(se.code),
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ErrorClass::Transient,
+        mysql_async::Error::Url(_) => ErrorClass::Config,
+        _ => ErrorClass::Transient,
+    }
+}
+
+pub(crate) fn classify_mysql_code(code: u16) -> ErrorClass {
+    match code {
+        // Lock wait timeout, deadlock, too many connections, server shutdown, gone away, lost.
+        1205 | 1213 | 1040 | 1053 | 2006 | 2013 | 1159 | 1161 | 1317 | 3024 => {
+            ErrorClass::Transient
+        }
+        // Access denied, no such grant, command denied, account locked.
+        1044 | 1045 | 1142 | 1143 | 1227 | 1370 | 3118 | 4151 => ErrorClass::EndpointFatal,
+        // Binlog purged / slave fatal read error: needs a resync, never a silent restart.
+        1236 => ErrorClass::EndpointFatal,
+        // Unknown table/column/database: the schema moved under the mapping.
+        1146 | 1054 | 1049 => ErrorClass::EndpointFatal,
+        // Data errors: duplicate key on a second unique index, null, too long, out of range,
+        // bad value, FK violation, check constraint.
+        1022 | 1048 | 1062 | 1169 | 1216 | 1217 | 1251 | 1264 | 1265 | 1292 | 1366 | 1406
+        | 1451 | 1452 | 1557 | 1690 | 3140 | 3819 | 4025 | 1411 | 1367 => ErrorClass::Row,
+        _ => ErrorClass::EndpointFatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_codes_classify() {
+        assert_eq!(classify_mysql_code(1213), ErrorClass::Transient);
+        assert_eq!(classify_mysql_code(1205), ErrorClass::Transient);
+        assert_eq!(classify_mysql_code(1045), ErrorClass::EndpointFatal);
+        assert_eq!(classify_mysql_code(1406), ErrorClass::Row);
+        assert_eq!(classify_mysql_code(1292), ErrorClass::Row);
+        assert_eq!(classify_mysql_code(1236), ErrorClass::EndpointFatal);
+    }
+
+    #[test]
+    fn sqlstates_classify() {
+        assert_eq!(classify_sqlstate("08006"), ErrorClass::Transient);
+        assert_eq!(classify_sqlstate("40P01"), ErrorClass::Transient);
+        assert_eq!(classify_sqlstate("28P01"), ErrorClass::EndpointFatal);
+        assert_eq!(classify_sqlstate("23505"), ErrorClass::Row);
+        assert_eq!(classify_sqlstate("22001"), ErrorClass::Row);
+        assert_eq!(classify_sqlstate("42501"), ErrorClass::EndpointFatal);
+    }
+
+    #[test]
+    fn config_errors_exit_78() {
+        let e = Error::mapping("mappings/x.toml", 3, "unknown column");
+        assert_eq!(e.exit_code(), 78);
+        assert_eq!(e.to_string(), "mappings/x.toml:3: unknown column");
+    }
+}

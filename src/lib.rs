@@ -1,0 +1,21 @@
+//! rowbridge: change-data-capture between a PostgreSQL CRM and a MySQL/MariaDB ERP.
+//!
+//! Data flows source -> mapping -> sink inside one [`pipeline::Flow`] per endpoint pair; the
+//! [`store`] keeps checkpoints and dead letters. See DESIGN.md for the contracts between parts.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod mapping;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod position;
+pub mod sink;
+pub mod source;
+pub mod store;
+
+pub use config::Config;
+pub use error::{Error, ErrorClass, Result};

@@ -1,0 +1,287 @@
+//! The apply loop: group source transactions into target transactions, apply, checkpoint.
+//!
+//! Why this loses nothing and duplicates nothing in effect: a batch's end position is stored
+//! only after the sink committed the batch; a crash before that replays the batch from the
+//! previous checkpoint, and every target statement is idempotent. Positions reported to the
+//! source (and so to the server) are only those the store has flushed to disk.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::Flow;
+use crate::error::{Error, ErrorClass, Result};
+use crate::mapping::{describe_key, BoundMapping, Mappings, TargetOp};
+use crate::metrics as m;
+use crate::model::{RowChange, Transaction};
+use crate::position::Position;
+use crate::sink::mysql::MysqlSink;
+use crate::source::SourceEvent;
+use crate::store::{DeadLetter, Store};
+
+pub struct Applier {
+    flow: String,
+    target: String,
+    mappings: Arc<Mappings>,
+    store: Store,
+    max_rows: usize,
+    max_txns: usize,
+    /// Last stored checkpoint.
+    checkpoint: Option<Position>,
+    /// Last checkpoint flushed and handed to the source.
+    durable: Option<Position>,
+    /// Bindings per source table version (keyed by the schema's address, kept alive here).
+    bound: HashMap<usize, Vec<BoundMapping>>,
+}
+
+/// Where a target operation came from, to dead-letter the right source change.
+#[derive(Clone, Copy)]
+struct Origin {
+    txn: usize,
+    change: usize,
+    binding: usize,
+}
+
+impl Applier {
+    pub fn new(flow: &Flow, checkpoint: Option<Position>) -> Applier {
+        Applier {
+            flow: flow.name.clone(),
+            target: flow.target.clone(),
+            mappings: flow.mappings.clone(),
+            store: flow.store.clone(),
+            max_rows: flow.config.pipeline.batch_max_rows,
+            max_txns: flow.config.pipeline.batch_max_txns,
+            durable: checkpoint.clone(),
+            checkpoint,
+            bound: HashMap::new(),
+        }
+    }
+
+    pub async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<SourceEvent>,
+        sink: &mut MysqlSink,
+        durable_tx: watch::Sender<Option<Position>>,
+        flush_every: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let mut tick = tokio::time::interval(flush_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Err(Error::Shutdown),
+                _ = tick.tick() => self.publish_durable(&durable_tx)?,
+                first = rx.recv() => {
+                    let Some(first) = first else { break Err(Error::Shutdown) };
+                    let batch = self.gather(first, &mut rx);
+                    metrics::gauge!(m::QUEUE_DEPTH, "flow" => self.flow.clone()).set(rx.len() as f64);
+                    if let Err(e) = self.apply_batch(batch, sink).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        // Whatever ended the loop, what was committed is checkpointed: make it durable.
+        self.publish_durable(&durable_tx)?;
+        result
+    }
+
+    fn gather(&self, first: SourceEvent, rx: &mut mpsc::Receiver<SourceEvent>) -> Vec<SourceEvent> {
+        let mut rows = event_rows(&first);
+        let mut batch = vec![first];
+        while batch.len() < self.max_txns && rows < self.max_rows {
+            match rx.try_recv() {
+                Ok(ev) => {
+                    rows += event_rows(&ev);
+                    batch.push(ev);
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    fn publish_durable(&mut self, durable_tx: &watch::Sender<Option<Position>>) -> Result<()> {
+        if self.durable == self.checkpoint {
+            return Ok(());
+        }
+        self.store.flush()?;
+        self.durable = self.checkpoint.clone();
+        let _ = durable_tx.send(self.durable.clone());
+        Ok(())
+    }
+
+    async fn apply_batch(&mut self, batch: Vec<SourceEvent>, sink: &mut MysqlSink) -> Result<()> {
+        let Some(end) = batch.iter().rev().map(event_position).next().cloned() else {
+            return Ok(());
+        };
+        if self.is_applied(&end) {
+            return Ok(());
+        }
+        let txns: Vec<Transaction> = batch
+            .into_iter()
+            .filter_map(|ev| match ev {
+                SourceEvent::Txn(t) => Some(t),
+                SourceEvent::Heartbeat(_) => None,
+            })
+            .filter(|t| !self.is_applied(&t.position))
+            .collect();
+        let mut ops = Vec::new();
+        let mut origins = Vec::new();
+        let mut captured = 0u64;
+        for (ti, txn) in txns.iter().enumerate() {
+            captured += txn.changes.len() as u64;
+            for (ci, change) in txn.changes.iter().enumerate() {
+                self.map_change(&txns, ti, ci, change, &mut ops, &mut origins)?;
+            }
+        }
+        let flow = self.flow.clone();
+        metrics::counter!(m::CHANGES_CAPTURED, "flow" => flow.clone()).increment(captured);
+        if !ops.is_empty() {
+            let started = Instant::now();
+            let applied = sink.apply(&ops).await?;
+            metrics::histogram!(m::APPLY_SECONDS, "flow" => flow.clone())
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!(m::BATCH_ROWS, "flow" => flow.clone()).record(ops.len() as f64);
+            metrics::counter!(m::CHANGES_APPLIED, "flow" => flow.clone())
+                .increment(applied.rows as u64);
+            for (idx, err) in applied.failed {
+                let o = origins[idx];
+                let op = &ops[idx];
+                let mapping = self.binding_name(&txns[o.txn].changes[o.change], o.binding);
+                self.dead_letter(
+                    &txns[o.txn],
+                    o.change,
+                    &mapping,
+                    describe_key(&op.key_values()),
+                    &err,
+                )?;
+            }
+        }
+        self.store.advance_checkpoint(&self.flow, &end)?;
+        self.checkpoint = Some(end);
+        let now_us = chrono::Utc::now().timestamp_micros();
+        if let Some(last) = txns.last() {
+            let lag = (now_us - last.commit_time_us).max(0) as f64 / 1e6;
+            metrics::gauge!(m::LAG_SECONDS, "flow" => flow.clone()).set(lag);
+        } else {
+            metrics::gauge!(m::LAG_SECONDS, "flow" => flow.clone()).set(0.0);
+        }
+        metrics::counter!(m::TRANSACTIONS_APPLIED, "flow" => flow.clone())
+            .increment(txns.len() as u64);
+        metrics::gauge!(m::CHECKPOINT_TIME, "flow" => flow).set(now_us as f64 / 1e6);
+        Ok(())
+    }
+
+    fn is_applied(&self, pos: &Position) -> bool {
+        self.checkpoint
+            .as_ref()
+            .and_then(|c| pos.compare(c))
+            .is_some_and(|o| o != std::cmp::Ordering::Greater)
+    }
+
+    fn map_change(
+        &mut self,
+        txns: &[Transaction],
+        ti: usize,
+        ci: usize,
+        change: &RowChange,
+        ops: &mut Vec<TargetOp>,
+        origins: &mut Vec<Origin>,
+    ) -> Result<()> {
+        let bindings = self.bindings(&txns[ti].endpoint, change)?;
+        let mut failures = Vec::new();
+        for (bi, b) in bindings.iter().enumerate() {
+            let before = ops.len();
+            match b.apply(change, ops) {
+                Ok(()) => origins.extend((before..ops.len()).map(|_| Origin {
+                    txn: ti,
+                    change: ci,
+                    binding: bi,
+                })),
+                Err(e) if e.class() == ErrorClass::Row => {
+                    failures.push((b.mapping.name.clone(), e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (mapping, err) in failures {
+            self.dead_letter(&txns[ti], ci, &mapping, String::new(), &err)?;
+        }
+        Ok(())
+    }
+
+    fn bindings(&mut self, endpoint: &str, change: &RowChange) -> Result<&Vec<BoundMapping>> {
+        let key = Arc::as_ptr(&change.table) as usize;
+        if !self.bound.contains_key(&key) {
+            let t = &change.table;
+            let mut v = Vec::new();
+            for mapping in self.mappings.for_source(endpoint, &t.namespace, &t.name) {
+                if mapping.target.endpoint == self.target {
+                    v.push(BoundMapping::bind(mapping.clone(), t.clone())?);
+                }
+            }
+            self.bound.insert(key, v);
+        }
+        Ok(&self.bound[&key])
+    }
+
+    fn binding_name(&self, change: &RowChange, binding: usize) -> String {
+        let key = Arc::as_ptr(&change.table) as usize;
+        self.bound
+            .get(&key)
+            .and_then(|v| v.get(binding))
+            .map(|b| b.mapping.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn dead_letter(
+        &self,
+        txn: &Transaction,
+        ci: usize,
+        mapping: &str,
+        key: String,
+        err: &Error,
+    ) -> Result<()> {
+        let change = &txn.changes[ci];
+        let reason = match err {
+            Error::Row { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        let table = format!("{}:{}", txn.endpoint, change.table);
+        tracing::warn!(flow = %self.flow, mapping, table = %table, reason = %reason, "row sent to dead-letter queue");
+        self.store.add_dead_letter(DeadLetter {
+            id: 0,
+            flow: self.flow.clone(),
+            mapping: mapping.to_string(),
+            table,
+            key,
+            reason,
+            class: err.class().as_str().to_string(),
+            at_us: chrono::Utc::now().timestamp_micros(),
+            position: txn.position.clone(),
+            change: change.clone(),
+        })?;
+        metrics::counter!(m::CHANGES_FAILED, "flow" => self.flow.clone()).increment(1);
+        metrics::gauge!(m::DEAD_LETTERS).set(self.store.dead_letter_count() as f64);
+        Ok(())
+    }
+}
+
+fn event_rows(ev: &SourceEvent) -> usize {
+    match ev {
+        SourceEvent::Txn(t) => t.changes.len().max(1),
+        SourceEvent::Heartbeat(_) => 0,
+    }
+}
+
+fn event_position(ev: &SourceEvent) -> &Position {
+    match ev {
+        SourceEvent::Txn(t) => &t.position,
+        SourceEvent::Heartbeat(p) => p,
+    }
+}

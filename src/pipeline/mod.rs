@@ -1,0 +1,172 @@
+//! Flows: one ordered apply loop per (source endpoint -> target endpoint).
+//!
+//! A session connects the source and the sink, streams from the stored checkpoint and applies
+//! batches until an error or shutdown. Transient errors end the session and a new one starts
+//! after exponential backoff (1 s, 2 s, 4 s ... capped at 60 s, with jitter), from the stored
+//! checkpoint: whatever was in memory is read again from the source, and sinks tolerate the
+//! replay. Endpoint-fatal and configuration errors stop the flow without a retry loop.
+
+mod apply;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, EndpointKind};
+use crate::error::{Error, ErrorClass, Result};
+use crate::mapping::Mappings;
+use crate::metrics as m;
+use crate::sink::mysql::MysqlSink;
+use crate::source::postgres::{self, PgConn, PgSource};
+use crate::store::Store;
+
+pub use apply::Applier;
+
+/// A session that ran this long without error resets the backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+
+pub struct Flow {
+    pub name: String,
+    pub source: String,
+    pub target: String,
+    pub config: Arc<Config>,
+    pub mappings: Arc<Mappings>,
+    pub store: Store,
+}
+
+pub fn flow_name(source: &str, target: &str) -> String {
+    format!("{source}->{target}")
+}
+
+/// The retry schedule for transient errors: 1 s, 2 s, 4 s, 8 s ... capped at 60 s, never giving up.
+pub fn retry_policy() -> ExponentialBackoff {
+    ExponentialBackoff {
+        initial_interval: Duration::from_secs(1),
+        multiplier: 2.0,
+        randomization_factor: 0.1,
+        max_interval: Duration::from_secs(60),
+        max_elapsed_time: None,
+        ..ExponentialBackoff::default()
+    }
+}
+
+impl Flow {
+    pub fn new(
+        source: &str,
+        target: &str,
+        config: Arc<Config>,
+        mappings: Arc<Mappings>,
+        store: Store,
+    ) -> Flow {
+        Flow {
+            name: flow_name(source, target),
+            source: source.to_string(),
+            target: target.to_string(),
+            config,
+            mappings,
+            store,
+        }
+    }
+
+    /// Run until shutdown (Ok) or an error that retrying cannot fix (Err).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let mut policy = retry_policy();
+        let flow = self.name.clone();
+        loop {
+            let started = Instant::now();
+            let err = match self.session(&shutdown).await {
+                Ok(()) | Err(Error::Shutdown) => return Ok(()),
+                Err(e) => e,
+            };
+            metrics::gauge!(m::FLOW_UP, "flow" => flow.clone()).set(0.0);
+            metrics::counter!(m::ERRORS, "flow" => flow.clone(), "class" => err.class().as_str())
+                .increment(1);
+            if matches!(err.class(), ErrorClass::EndpointFatal | ErrorClass::Config) {
+                tracing::error!(flow = %flow, class = err.class().as_str(), error = %err, "flow stopped");
+                return Err(err);
+            }
+            if started.elapsed() > HEALTHY_SESSION {
+                policy.reset();
+            }
+            let delay = policy.next_backoff().unwrap_or(Duration::from_secs(60));
+            tracing::warn!(flow = %flow, error = %err, retry_in_ms = delay.as_millis() as u64, "flow interrupted, retrying");
+            metrics::counter!(m::RETRIES, "flow" => flow.clone()).increment(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
+        let cfg = &self.config;
+        let src_cfg = &cfg.endpoints[&self.source];
+        let dst_cfg = &cfg.endpoints[&self.target];
+        if src_cfg.kind != EndpointKind::Postgres || dst_cfg.kind != EndpointKind::Mysql {
+            return Err(Error::setup(
+                &self.source,
+                format!(
+                    "flow {} ({} -> {}) is not supported by this version",
+                    self.name,
+                    src_cfg.kind.as_str(),
+                    dst_cfg.kind.as_str()
+                ),
+                "this release replicates postgres -> mysql",
+            ));
+        }
+        let checkpoint = self.store.checkpoint(&self.name)?;
+        let tables: Vec<_> = self.mappings.source_tables(&self.source);
+        let src_pass = cfg.password(&self.source)?;
+        let conn = PgConn::connect(&self.source, src_cfg, &src_pass).await;
+        metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.source.clone())
+            .set(conn.is_ok() as u8 as f64);
+        let conn = conn?;
+        postgres::prepare(&conn, src_cfg, &tables, checkpoint.as_ref()).await?;
+        drop(conn);
+        let sink = MysqlSink::connect(&self.target, dst_cfg, &cfg.password(&self.target)?).await;
+        metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.target.clone())
+            .set(sink.is_ok() as u8 as f64);
+        let mut sink = sink?;
+
+        let (tx, rx) = mpsc::channel(cfg.pipeline.queue_txns);
+        let (durable_tx, durable_rx) = watch::channel(checkpoint.clone());
+        let status_interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
+        let source = PgSource {
+            endpoint: self.source.clone(),
+            cfg: src_cfg.clone(),
+            password: src_pass,
+            tables: tables
+                .iter()
+                .map(|t| (t.namespace.clone(), t.table.clone()))
+                .collect(),
+            status_interval,
+        };
+        let token = shutdown.child_token();
+        let src_token = token.clone();
+        let start = checkpoint.clone();
+        let mut src_task =
+            tokio::spawn(async move { source.run(start, tx, durable_rx, src_token).await });
+        metrics::gauge!(m::FLOW_UP, "flow" => self.name.clone()).set(1.0);
+
+        let mut applier = Applier::new(self, checkpoint);
+        let applied = applier
+            .run(rx, &mut sink, durable_tx, status_interval, shutdown)
+            .await;
+        token.cancel();
+        let sourced = (&mut src_task).await.unwrap_or_else(|e| {
+            Err(Error::Protocol {
+                endpoint: self.source.clone(),
+                message: format!("source task failed: {e}"),
+            })
+        });
+        // When the apply loop ended because the source stopped, the source's error is the cause.
+        match (applied, sourced) {
+            (Err(Error::Shutdown), Err(src)) if !matches!(src, Error::Shutdown) => Err(src),
+            (applied, _) => applied,
+        }
+    }
+}

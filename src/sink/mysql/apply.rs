@@ -1,0 +1,309 @@
+//! Statement building and batched execution for the MySQL/MariaDB sink.
+//!
+//! Consecutive operations of the same kind on the same table (and, for upserts, the same set of
+//! present columns) form a run, written with multi-row statements. Statement sizes are a power of
+//! two (at most [`MAX_ROWS`]) so the prepared-statement cache sees few distinct shapes.
+
+use std::sync::Arc;
+
+use chrono::{Datelike, Timelike};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value as My};
+
+use crate::error::{Error, ErrorClass, Result};
+use crate::mapping::{TargetOp, TargetTable};
+use crate::model::Value;
+use crate::sink::Applied;
+
+/// Most rows in one statement.
+const MAX_ROWS: usize = 1024;
+/// MySQL's limit on placeholders in one prepared statement.
+const MAX_PARAMS: usize = 65_535;
+
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn qualified(t: &TargetTable) -> String {
+    format!("{}.{}", quote_ident(&t.namespace), quote_ident(&t.name))
+}
+
+pub(super) async fn apply_runs(conn: &mut Conn, ep: &str, ops: &[TargetOp]) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let mut start = 0;
+    while start < ops.len() {
+        let end = run_end(ops, start);
+        let run = &ops[start..end];
+        match exec_run(conn, ep, run).await {
+            Ok(()) => applied.rows += run.len(),
+            Err(e) if e.class() == ErrorClass::Row => {
+                // InnoDB undid only the failed statement; redo this run row by row (idempotent)
+                // to find the rows at fault, keeping the rest.
+                for (j, op) in run.iter().enumerate() {
+                    match exec_run(conn, ep, std::slice::from_ref(op)).await {
+                        Ok(()) => applied.rows += 1,
+                        Err(e) if e.class() == ErrorClass::Row => {
+                            applied.failed.push((start + j, e))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        start = end;
+    }
+    Ok(applied)
+}
+
+/// End (exclusive) of the run starting at `start`.
+fn run_end(ops: &[TargetOp], start: usize) -> usize {
+    let first = &ops[start];
+    let mut end = start + 1;
+    while end < ops.len() && same_shape(first, &ops[end]) {
+        end += 1;
+    }
+    end
+}
+
+fn same_shape(a: &TargetOp, b: &TargetOp) -> bool {
+    match (a, b) {
+        (TargetOp::Upsert { table: ta, row: ra }, TargetOp::Upsert { table: tb, row: rb }) => {
+            Arc::ptr_eq(ta, tb) && ra.iter().zip(rb).all(|(x, y)| x.is_some() == y.is_some())
+        }
+        (TargetOp::Delete { table: ta, .. }, TargetOp::Delete { table: tb, .. }) => {
+            Arc::ptr_eq(ta, tb)
+        }
+        _ => false,
+    }
+}
+
+async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
+    let table = run[0].table().clone();
+    let width = match &run[0] {
+        TargetOp::Upsert { row, .. } => row.iter().filter(|v| v.is_some()).count(),
+        TargetOp::Delete { key, .. } => key.len(),
+        TargetOp::Truncate { .. } => 0,
+    };
+    let mut done = 0;
+    while done < run.len() {
+        let n = chunk_len(run.len() - done, width);
+        let chunk = &run[done..done + n];
+        let (sql, params) = match &run[0] {
+            TargetOp::Upsert { row, .. } => upsert_sql(&table, row, chunk),
+            TargetOp::Delete { .. } => delete_sql(&table, chunk),
+            TargetOp::Truncate { .. } => (format!("DELETE FROM {}", qualified(&table)), Vec::new()),
+        };
+        let result = if params.is_empty() {
+            conn.query_drop(sql).await
+        } else {
+            conn.exec_drop(sql, params).await
+        };
+        result.map_err(|e| row_context(ep, &table, e))?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// Rows in the next statement: a power of two, bounded by the placeholder limit.
+fn chunk_len(remaining: usize, width: usize) -> usize {
+    let cap = (MAX_PARAMS / width.max(1)).clamp(1, MAX_ROWS);
+    let cap = 1usize << (usize::BITS - 1 - cap.leading_zeros());
+    let rem = 1usize << (usize::BITS - 1 - remaining.leading_zeros());
+    cap.min(rem)
+}
+
+fn upsert_sql(
+    table: &TargetTable,
+    shape: &[Option<Value>],
+    chunk: &[TargetOp],
+) -> (String, Vec<My>) {
+    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+    let cols: Vec<String> = present
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i]))
+        .collect();
+    let placeholders = format!("({})", vec!["?"; present.len()].join(","));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        qualified(table),
+        cols.join(",")
+    );
+    sql.push_str(&vec![placeholders.as_str(); chunk.len()].join(","));
+    let updates: Vec<String> = present
+        .iter()
+        .filter(|i| !table.key.contains(i))
+        .map(|&i| {
+            let c = quote_ident(&table.columns[i]);
+            format!("{c}=VALUES({c})")
+        })
+        .collect();
+    sql.push_str(" ON DUPLICATE KEY UPDATE ");
+    if updates.is_empty() {
+        let k = quote_ident(&table.columns[table.key[0]]);
+        sql.push_str(&format!("{k}={k}"));
+    } else {
+        sql.push_str(&updates.join(","));
+    }
+    let mut params = Vec::with_capacity(chunk.len() * present.len());
+    for op in chunk {
+        if let TargetOp::Upsert { row, .. } = op {
+            params.extend(row.iter().flatten().map(to_mysql));
+        }
+    }
+    (sql, params)
+}
+
+fn delete_sql(table: &TargetTable, chunk: &[TargetOp]) -> (String, Vec<My>) {
+    let key_cols: Vec<String> = table
+        .key
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i]))
+        .collect();
+    let cond = if key_cols.len() == 1 {
+        format!("{} IN ({})", key_cols[0], vec!["?"; chunk.len()].join(","))
+    } else {
+        let one = format!(
+            "({})",
+            key_cols
+                .iter()
+                .map(|c| format!("{c}=?"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        vec![one.as_str(); chunk.len()].join(" OR ")
+    };
+    let sql = format!("DELETE FROM {} WHERE {cond}", qualified(table));
+    let mut params = Vec::with_capacity(chunk.len() * key_cols.len());
+    for op in chunk {
+        if let TargetOp::Delete { key, .. } = op {
+            params.extend(key.iter().map(to_mysql));
+        }
+    }
+    (sql, params)
+}
+
+/// Convert a value for the binary protocol. Instants are written as UTC (session time zone).
+pub fn to_mysql(v: &Value) -> My {
+    match v {
+        Value::Null => My::NULL,
+        Value::Bool(b) => My::Int(*b as i64),
+        Value::Int(i) => My::Int(*i),
+        Value::UInt(u) => My::UInt(*u),
+        Value::Float(f) => My::Double(*f),
+        Value::Decimal(s) | Value::Text(s) | Value::Json(s) => My::Bytes(s.as_bytes().to_vec()),
+        Value::Bytes(b) => My::Bytes(b.clone()),
+        Value::Uuid(u) => My::Bytes(u.hyphenated().to_string().into_bytes()),
+        Value::Date(d) => My::Date(d.year() as u16, d.month() as u8, d.day() as u8, 0, 0, 0, 0),
+        Value::Time(t) => My::Time(
+            false,
+            0,
+            t.hour() as u8,
+            t.minute() as u8,
+            t.second() as u8,
+            t.nanosecond() / 1000,
+        ),
+        Value::Timestamp(ts) => datetime(ts),
+        Value::TimestampTz(ts) => datetime(&ts.naive_utc()),
+    }
+}
+
+fn datetime(ts: &chrono::NaiveDateTime) -> My {
+    My::Date(
+        ts.year() as u16,
+        ts.month() as u8,
+        ts.day() as u8,
+        ts.hour() as u8,
+        ts.minute() as u8,
+        ts.second() as u8,
+        ts.nanosecond() / 1000,
+    )
+}
+
+/// Keep the server's message (it names the column) but say which table; never the values.
+fn row_context(ep: &str, table: &TargetTable, e: mysql_async::Error) -> Error {
+    match &e {
+        mysql_async::Error::Server(se)
+            if crate::error::classify_mysql_code(se.code) == ErrorClass::Row =>
+        {
+            Error::Row {
+                table: format!("{}:{}", table.endpoint, table),
+                key: String::new(),
+                reason: format!("ERROR {}: {}", se.code, se.message),
+            }
+        }
+        _ => Error::mysql(ep, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Arc<TargetTable> {
+        Arc::new(TargetTable {
+            endpoint: "erp".into(),
+            namespace: "erp".into(),
+            name: "cust`omers".into(),
+            columns: vec!["id".into(), "name".into(), "note".into()],
+            key: vec![0],
+        })
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_within_limits() {
+        assert_eq!(chunk_len(1, 3), 1);
+        assert_eq!(chunk_len(37, 3), 32);
+        assert_eq!(chunk_len(5000, 3), 1024);
+        assert_eq!(chunk_len(5000, 100), 512);
+        assert_eq!(chunk_len(10, 70_000), 1);
+    }
+
+    #[test]
+    fn upsert_leaves_absent_columns_alone() {
+        let t = table();
+        let op = TargetOp::Upsert {
+            table: t.clone(),
+            row: vec![Some(Value::Int(1)), Some(Value::Text("a".into())), None],
+        };
+        let (sql, params) = upsert_sql(
+            &t,
+            match &op {
+                TargetOp::Upsert { row, .. } => row,
+                _ => unreachable!(),
+            },
+            &[op.clone(), op.clone()],
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO `erp`.`cust``omers` (`id`,`name`) VALUES (?,?),(?,?) ON DUPLICATE KEY UPDATE `name`=VALUES(`name`)"
+        );
+        assert_eq!(params.len(), 4);
+    }
+
+    #[test]
+    fn runs_split_on_shape() {
+        let t = table();
+        let up = |note: Option<Value>| TargetOp::Upsert {
+            table: t.clone(),
+            row: vec![Some(Value::Int(1)), Some(Value::Null), note],
+        };
+        let del = TargetOp::Delete {
+            table: t.clone(),
+            key: vec![Value::Int(1)],
+        };
+        let ops = vec![
+            up(Some(Value::Null)),
+            up(Some(Value::Null)),
+            up(None),
+            del.clone(),
+            del,
+        ];
+        assert_eq!(run_end(&ops, 0), 2);
+        assert_eq!(run_end(&ops, 2), 3);
+        assert_eq!(run_end(&ops, 3), 5);
+        let (sql, params) = delete_sql(&t, &ops[3..5]);
+        assert_eq!(sql, "DELETE FROM `erp`.`cust``omers` WHERE `id` IN (?,?)");
+        assert_eq!(params.len(), 2);
+    }
+}

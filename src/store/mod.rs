@@ -1,0 +1,212 @@
+//! The embedded store (sled), the only module that touches sled and bincode.
+//!
+//! Every value is `[FORMAT_VERSION] ++ bincode(value)`, so a later release can read or migrate
+//! what an older one wrote. Trees: `checkpoints` (per flow), `dead_letters`, `audit`.
+//!
+//! Checkpoints are written after the target commit and only move forward. sled buffers writes
+//! in memory and makes them durable on `flush`; the pipeline therefore reports to a source only
+//! positions returned by [`Store::flush`], so a position acknowledged to a server (PostgreSQL's
+//! confirmed_flush_lsn) is never ahead of what a restart after `kill -9` will read back.
+
+mod records;
+
+use std::cmp::Ordering;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::position::Position;
+
+pub use records::{AuditEntry, DeadLetter};
+
+/// Bumped when a stored record changes shape.
+pub const FORMAT_VERSION: u8 = 1;
+
+const CHECKPOINTS: &str = "checkpoints";
+const DEAD_LETTERS: &str = "dead_letters";
+const AUDIT: &str = "audit";
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    checkpoints: sled::Tree,
+    dead_letters: sled::Tree,
+    audit: sled::Tree,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Open (or create) the store. Fails with [`Error::StoreLocked`] when another process has it.
+    pub fn open(path: &Path) -> Result<Store> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(200))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    Error::StoreLocked(path.display().to_string())
+                }
+                other => Error::Store(format!("cannot open {}: {other}", path.display())),
+            })?;
+        let tree = |name: &str| db.open_tree(name).map_err(store_err);
+        Ok(Store {
+            checkpoints: tree(CHECKPOINTS)?,
+            dead_letters: tree(DEAD_LETTERS)?,
+            audit: tree(AUDIT)?,
+            db,
+        })
+    }
+
+    pub fn checkpoint(&self, flow: &str) -> Result<Option<Position>> {
+        self.checkpoints
+            .get(flow)
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// Move a flow's checkpoint forward. A position behind the stored one is refused: replaying
+    /// is harmless, but moving backward silently would hide a bug.
+    pub fn advance_checkpoint(&self, flow: &str, pos: &Position) -> Result<()> {
+        if let Some(current) = self.checkpoint(flow)? {
+            match current.compare(pos) {
+                Some(Ordering::Greater) => {
+                    return Err(Error::Store(format!(
+                        "checkpoint of {flow} would move backward from {current} to {pos}"
+                    )))
+                }
+                Some(Ordering::Equal) => return Ok(()),
+                Some(Ordering::Less) => {}
+                None => {
+                    return Err(Error::Store(format!(
+                        "checkpoint of {flow} changes kind from {current} to {pos}"
+                    )))
+                }
+            }
+        }
+        self.checkpoints
+            .insert(flow, encode(pos)?)
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Operator override: set or clear a checkpoint in any direction, audit-logged.
+    pub fn reset_checkpoint(&self, flow: &str, pos: Option<&Position>, actor: &str) -> Result<()> {
+        let old = self.checkpoint(flow)?;
+        match pos {
+            Some(p) => self.checkpoints.insert(flow, encode(p)?).map(|_| ()),
+            None => self.checkpoints.remove(flow).map(|_| ()),
+        }
+        .map_err(store_err)?;
+        self.audit(AuditEntry::new(
+            actor,
+            "checkpoint.reset",
+            format!(
+                "{flow}: {} -> {}",
+                old.map(|p| p.to_string()).unwrap_or_else(|| "none".into()),
+                pos.map(|p| p.to_string()).unwrap_or_else(|| "none".into())
+            ),
+        ))?;
+        self.flush()
+    }
+
+    pub fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
+        let mut out = Vec::new();
+        for item in self.checkpoints.iter() {
+            let (k, v) = item.map_err(store_err)?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Make everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(store_err)
+    }
+
+    pub fn add_dead_letter(&self, mut dl: DeadLetter) -> Result<u64> {
+        let id = self.db.generate_id().map_err(store_err)? + 1;
+        dl.id = id;
+        self.dead_letters
+            .insert(id.to_be_bytes(), encode(&dl)?)
+            .map_err(store_err)?;
+        Ok(id)
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.dead_letters
+            .iter()
+            .map(|item| decode(&item.map_err(store_err)?.1))
+            .collect()
+    }
+
+    pub fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
+        self.dead_letters
+            .get(id.to_be_bytes())
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn remove_dead_letter(&self, id: u64) -> Result<bool> {
+        Ok(self
+            .dead_letters
+            .remove(id.to_be_bytes())
+            .map_err(store_err)?
+            .is_some())
+    }
+
+    pub fn dead_letter_count(&self) -> usize {
+        self.dead_letters.len()
+    }
+
+    pub fn audit(&self, entry: AuditEntry) -> Result<()> {
+        let id = self.db.generate_id().map_err(store_err)?;
+        self.audit
+            .insert(id.to_be_bytes(), encode(&entry)?)
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>> {
+        self.audit
+            .iter()
+            .map(|item| decode(&item.map_err(store_err)?.1))
+            .collect()
+    }
+}
+
+fn store_err(e: sled::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![FORMAT_VERSION];
+    bincode::serialize_into(&mut out, value).map_err(|e| Error::Store(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => {
+            bincode::deserialize(rest).map_err(|e| Error::Store(format!("decode: {e}")))
+        }
+        Some((v, _)) => Err(Error::Store(format!(
+            "record format {v} is not readable by this version (expects {FORMAT_VERSION})"
+        ))),
+        None => Err(Error::Store("empty record".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

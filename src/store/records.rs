@@ -1,0 +1,46 @@
+//! Records kept in the store besides checkpoints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::RowChange;
+use crate::position::Position;
+
+/// A source change that could not be applied, with why. Replay re-runs the current mapping on
+/// `change`, so fixing the mapping or the target data and replaying loses nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: u64,
+    pub flow: String,
+    pub mapping: String,
+    /// Source table, `endpoint:schema.table`.
+    pub table: String,
+    /// Key values as text.
+    pub key: String,
+    pub reason: String,
+    /// Error class (`row`, ...).
+    pub class: String,
+    /// Unix microseconds when it was dead-lettered.
+    pub at_us: i64,
+    pub position: Position,
+    pub change: RowChange,
+}
+
+/// An operator action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_us: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+impl AuditEntry {
+    pub fn new(actor: &str, action: &str, detail: String) -> AuditEntry {
+        AuditEntry {
+            at_us: chrono::Utc::now().timestamp_micros(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            detail,
+        }
+    }
+}
