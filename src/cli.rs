@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::position::Position;
 use crate::store::Store;
 
 pub const DEFAULT_CONFIG: &str = "/etc/rowbridge/rowbridge.toml";
@@ -65,6 +66,19 @@ pub enum CheckpointAction {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Set a flow's checkpoint, backward or forward (dangerous: changes what is replayed or skipped).
+    Set {
+        /// Flow name, `source->target`.
+        flow: String,
+        /// PostgreSQL LSN (`0/16B3748`).
+        position: String,
+        /// Required: confirms the change.
+        #[arg(long)]
+        yes: bool,
+        /// Show what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -114,16 +128,22 @@ async fn dispatch(args: Args) -> Result<i32> {
             Ok(0)
         }
         Command::Check { output } => check(&config, output).await,
-        Command::Checkpoint {
-            action: CheckpointAction::Show { output },
-        } => {
-            let store = Store::open(&config.store.path)?;
+        Command::Checkpoint { action } => checkpoint(&config, action),
+    }
+}
+
+fn checkpoint(config: &Config, action: CheckpointAction) -> Result<i32> {
+    let store = Store::open(&config.store.path)?;
+    match action {
+        CheckpointAction::Show { output } => {
             let rows = store.checkpoints()?;
             match output {
                 Output::Json => {
                     let v: Vec<_> = rows
                         .iter()
-                        .map(|(flow, pos)| serde_json::json!({"flow": flow, "position": pos.to_string()}))
+                        .map(|(flow, pos)| {
+                            serde_json::json!({"flow": flow, "position": pos.to_string(), "lsn": pos.lsn()})
+                        })
                         .collect();
                     println!("{}", serde_json::Value::Array(v));
                 }
@@ -134,6 +154,34 @@ async fn dispatch(args: Args) -> Result<i32> {
                     }
                 }
             }
+            Ok(0)
+        }
+        CheckpointAction::Set {
+            flow,
+            position,
+            yes,
+            dry_run,
+        } => {
+            let pos = crate::position::parse_lsn(&position)
+                .map(Position::Lsn)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "'{position}' is not a position (expected an LSN like 0/16B3748)"
+                    ))
+                })?;
+            let old = store.checkpoint(&flow)?;
+            let old = old.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
+            if dry_run {
+                println!("would set {flow}: {old} -> {pos}");
+                return Ok(0);
+            }
+            if !yes {
+                return Err(Error::Usage(
+                    "checkpoint set changes what is replayed or skipped: add --yes".into(),
+                ));
+            }
+            store.reset_checkpoint(&flow, Some(&pos), "cli")?;
+            println!("set {flow}: {old} -> {pos}");
             Ok(0)
         }
     }

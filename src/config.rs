@@ -406,7 +406,7 @@ database = "erp"
         let err = toml::from_str::<Config>(&text).unwrap_err();
         let msg = format_toml_error(&text, &err);
         assert!(msg.contains("pasword"), "{msg}");
-        assert!(msg.starts_with("line 18:"), "{msg}");
+        assert!(msg.starts_with("line 17:"), "{msg}");
     }
 
     #[test]

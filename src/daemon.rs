@@ -126,18 +126,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     metrics::gauge!(m::DEAD_LETTERS).set(store.dead_letter_count() as f64);
     preflight(&config, &mappings).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    for (source, target) in mappings.flows() {
-        let flow = Flow::new(
-            &source,
-            &target,
+    let flows = mappings.flows();
+    let names: Vec<String> = flows
+        .iter()
+        .map(|(s, t)| crate::pipeline::flow_name(s, t))
+        .collect();
+    health.expect_flows(names.iter().map(String::as_str));
+    for (source, target) in flows {
+        let (c, m, s, h) = (
             config.clone(),
             mappings.clone(),
             store.clone(),
+            health.clone(),
         );
+        let flow = Flow::new(&source, &target, c, m, s, h);
         tracing::info!(flow = %flow.name, "starting flow");
         tasks.spawn(flow.run(shutdown.clone()));
     }
-    health.set_ready(true);
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             tracing::error!(error = %e, "a flow stopped; the others keep running");

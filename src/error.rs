@@ -96,6 +96,10 @@ pub enum Error {
     #[error("{0}")]
     Io(#[from] std::io::Error),
 
+    /// A command used wrongly (exit 2).
+    #[error("{0}")]
+    Usage(String),
+
     /// Several configuration problems, one per line.
     #[error("{0}")]
     Invalid(String),
@@ -151,14 +155,16 @@ impl Error {
             Error::Row { .. } => ErrorClass::Row,
             Error::Store(_) | Error::StoreLocked(_) => ErrorClass::EndpointFatal,
             Error::Io(_) => ErrorClass::Transient,
-            Error::Shutdown => ErrorClass::Transient,
+            Error::Shutdown | Error::Usage(_) => ErrorClass::Transient,
         }
     }
 
     /// Exit code for the binary: 78 (EX_CONFIG) for configuration errors, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
-        if let Error::StoreLocked(_) = self {
-            return 75;
+        match self {
+            Error::StoreLocked(_) => return 75,
+            Error::Usage(_) => return 2,
+            _ => {}
         }
         match self.class() {
             ErrorClass::Config => 78,

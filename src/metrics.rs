@@ -3,9 +3,10 @@
 //! Labels are bounded: `flow` (source->target endpoint pair), `endpoint`, `class` (error
 //! class). Never a table key or a value.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -121,18 +122,37 @@ pub fn install() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
-/// Readiness, set once every flow has connected and loaded its checkpoint.
+/// Readiness: every flow has loaded its checkpoint, connected, and its source position exists
+/// on the server (so a change committed from now on will be replicated).
 #[derive(Clone, Default)]
 pub struct Health {
-    ready: Arc<AtomicBool>,
+    inner: Arc<HealthInner>,
+}
+
+#[derive(Default)]
+struct HealthInner {
+    started: AtomicBool,
+    flows: Mutex<HashMap<String, bool>>,
 }
 
 impl Health {
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Register the flows that must be streaming before the daemon is ready.
+    pub fn expect_flows<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut flows = self.inner.flows.lock().unwrap_or_else(|p| p.into_inner());
+        for n in names {
+            flows.entry(n.to_string()).or_insert(false);
+        }
+        self.inner.started.store(true, Ordering::Relaxed);
     }
+
+    pub fn set_flow(&self, name: &str, streaming: bool) {
+        let mut flows = self.inner.flows.lock().unwrap_or_else(|p| p.into_inner());
+        flows.insert(name.to_string(), streaming);
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        let flows = self.inner.flows.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.started.load(Ordering::Relaxed) && flows.values().all(|&up| up)
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, EndpointKind};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::Mappings;
-use crate::metrics as m;
+use crate::metrics::{self as m, Health};
 use crate::sink::mysql::MysqlSink;
 use crate::source::postgres::{self, PgConn, PgSource};
 use crate::store::Store;
@@ -36,6 +36,7 @@ pub struct Flow {
     pub config: Arc<Config>,
     pub mappings: Arc<Mappings>,
     pub store: Store,
+    pub health: Health,
 }
 
 pub fn flow_name(source: &str, target: &str) -> String {
@@ -61,6 +62,7 @@ impl Flow {
         config: Arc<Config>,
         mappings: Arc<Mappings>,
         store: Store,
+        health: Health,
     ) -> Flow {
         Flow {
             name: flow_name(source, target),
@@ -69,6 +71,7 @@ impl Flow {
             config,
             mappings,
             store,
+            health,
         }
     }
 
@@ -83,6 +86,7 @@ impl Flow {
                 Err(e) => e,
             };
             metrics::gauge!(m::FLOW_UP, "flow" => flow.clone()).set(0.0);
+            self.health.set_flow(&flow, false);
             metrics::counter!(m::ERRORS, "flow" => flow.clone(), "class" => err.class().as_str())
                 .increment(1);
             if matches!(err.class(), ErrorClass::EndpointFatal | ErrorClass::Config) {
@@ -151,6 +155,8 @@ impl Flow {
         let mut src_task =
             tokio::spawn(async move { source.run(start, tx, durable_rx, src_token).await });
         metrics::gauge!(m::FLOW_UP, "flow" => self.name.clone()).set(1.0);
+        // The slot exists now: whatever commits from here on will be streamed.
+        self.health.set_flow(&self.name, true);
 
         let mut applier = Applier::new(self, checkpoint);
         let applied = applier

@@ -13,6 +13,7 @@
 //! server affect every test of their binary: put them in a binary of their own.
 #![allow(dead_code)]
 
+pub mod bridge;
 pub mod mariadb;
 pub mod pg;
 pub mod pg_sql;
