@@ -148,6 +148,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             tracing::error!(error = %e, "a flow stopped; the others keep running");
         }
     }
+    // Stopped flows stay visible (metrics, health) until the operator acts; no restart loop.
+    shutdown.cancelled().await;
     store.flush()?;
     tracing::info!("stopped");
     Ok(())

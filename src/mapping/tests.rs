@@ -881,7 +881,6 @@ fn null_key_in_update_or_delete_is_a_row_error() {
 }
 
 #[test]
-#[ignore = "bug: BoundMapping::apply maps an insert without checking its key (transform.rs, Op::Insert arm)"]
 fn null_key_in_insert_is_a_row_error() {
     let b = bound();
     let after = vec![Some(Value::Null), t("Ana"), t("a@example.com"), None];

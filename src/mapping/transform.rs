@@ -129,6 +129,7 @@ impl BoundMapping {
             }),
             Op::Insert => {
                 let after = self.image(change.after.as_ref())?;
+                self.key_of(after)?;
                 out.push(self.upsert(after));
             }
             Op::Update => {

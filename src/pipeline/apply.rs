@@ -162,6 +162,7 @@ impl Applier {
                 )?;
             }
         }
+        tracing::debug!(flow = %self.flow, txns = txns.len(), ops = ops.len(), position = %end, "batch applied");
         self.store.advance_checkpoint(&self.flow, &end)?;
         self.checkpoint = Some(end);
         let now_us = chrono::Utc::now().timestamp_micros();

@@ -17,6 +17,7 @@ pub struct Bridge {
     pub config: PathBuf,
     pub http_port: u16,
     pub slot: String,
+    pub publication: String,
     child: Option<Child>,
     starts: usize,
 }
@@ -54,6 +55,7 @@ impl Bridge {
             erp,
             dir,
             http_port: free_port(),
+            publication: slot.clone(),
             slot,
             child: None,
             starts: 0,
@@ -85,7 +87,7 @@ user = "{pu}"
 database = "{crm}"
 password_file = "crm.password"
 slot = "{slot}"
-publication = "{slot}"
+publication = "{publication}"
 
 [endpoints.erp]
 kind = "mysql"
@@ -101,6 +103,7 @@ password_file = "erp.password"
             pu = p.superuser,
             crm = self.crm,
             slot = self.slot,
+            publication = self.publication,
             mh = m.host,
             mp = m.port,
             mu = m.user,
@@ -120,7 +123,7 @@ password_file = "erp.password"
         let log = std::fs::File::create(self.log_path()).unwrap();
         let mut cmd = rowbridge_command();
         cmd.arg("-c").arg(&self.config).arg("run");
-        cmd.env("ROWBRIDGE_LOG", "info,rowbridge=debug");
+        cmd.env("ROWBRIDGE_LOG", "info,rowbridge=trace");
         cmd.stdout(Stdio::null()).stderr(log);
         self.child = Some(spawn_tied(cmd, libc::SIGKILL).expect("spawn rowbridge"));
     }

@@ -149,6 +149,7 @@ impl StreamState<'_> {
                     return Err(self.protocol("commit without begin"));
                 };
                 let end = end_lsn.as_u64();
+                tracing::trace!(end = %Position::Lsn(end), changes = txn.changes.len(), "commit");
                 if end <= self.skip_through {
                     return Ok(None);
                 }
@@ -185,6 +186,7 @@ impl StreamState<'_> {
     fn message(&mut self, msg: Message) -> Result<()> {
         match msg {
             Message::Relation(rel) => {
+                tracing::debug!(endpoint = %self.source.endpoint, relation = rel.id, namespace = %rel.namespace, table = %rel.name, "relation");
                 let info = self.relation_info(rel);
                 let id = info.0;
                 self.relations.insert(id, info.1);
