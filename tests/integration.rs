@@ -4,3 +4,9 @@ mod support;
 
 #[path = "scenarios/crm_to_erp.rs"]
 mod crm_to_erp;
+
+#[path = "scenarios/crm_to_erp_types.rs"]
+mod crm_to_erp_types;
+
+#[path = "scenarios/config_errors.rs"]
+mod config_errors;

@@ -8,9 +8,10 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{free_port, mariadb, pg, rowbridge_command, spawn_tied, wait_until};
+use super::{free_port, mariadb, rowbridge_command, spawn_tied, wait_until, PgServer};
 
 pub struct Bridge {
+    pub pg: &'static PgServer,
     pub crm: String,
     pub erp: String,
     pub dir: PathBuf,
@@ -33,16 +34,27 @@ impl Bridge {
         erp_sql: &str,
         mappings: &[(&str, &str)],
     ) -> Bridge {
-        let crm = pg().create_database(&format!("{prefix}_crm")).await;
+        Self::with_pg(super::pg(), prefix, crm_sql, erp_sql, mappings).await
+    }
+
+    /// Like [`Bridge::new`] with the CRM on another PostgreSQL server.
+    pub async fn with_pg(
+        pg: &'static PgServer,
+        prefix: &str,
+        crm_sql: &str,
+        erp_sql: &str,
+        mappings: &[(&str, &str)],
+    ) -> Bridge {
+        let crm = pg.create_database(&format!("{prefix}_crm")).await;
         let erp = mariadb().create_database(&format!("{prefix}_erp")).await;
-        pg().exec(&crm, crm_sql).await;
+        pg.exec(&crm, crm_sql).await;
         mariadb().exec(&erp, erp_sql).await;
         let dir = super::root_dir().join(format!("bridge_{crm}"));
         std::fs::create_dir_all(dir.join("mappings")).unwrap();
         for (name, text) in mappings {
             std::fs::write(dir.join("mappings").join(format!("{name}.toml")), text).unwrap();
         }
-        std::fs::write(dir.join("crm.password"), format!("{}\n", pg().password)).unwrap();
+        std::fs::write(dir.join("crm.password"), format!("{}\n", pg.password)).unwrap();
         std::fs::write(
             dir.join("erp.password"),
             format!("{}\n", mariadb().password),
@@ -50,6 +62,7 @@ impl Bridge {
         .unwrap();
         let slot = format!("rb_{}", crm.to_lowercase());
         let bridge = Bridge {
+            pg,
             config: dir.join("rowbridge.toml"),
             crm,
             erp,
@@ -66,7 +79,7 @@ impl Bridge {
 
     /// (Re)write the config; `extra` is appended to the `[pipeline]` section.
     pub fn write_config(&self, extra: &str) {
-        let (p, m) = (pg(), mariadb());
+        let (p, m) = (self.pg, mariadb());
         let text = format!(
             r#"
 [store]
@@ -213,7 +226,8 @@ password_file = "erp.password"
 
     /// The slot's confirmed_flush_lsn.
     pub async fn confirmed_flush_lsn(&self) -> Option<u64> {
-        let rows = pg()
+        let rows = self
+            .pg
             .query_rows(
                 "postgres",
                 &format!("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{}'", self.slot),
@@ -225,7 +239,7 @@ password_file = "erp.password"
     }
 
     pub async fn crm_exec(&self, sql: &str) {
-        pg().exec(&self.crm, sql).await;
+        self.pg.exec(&self.crm, sql).await;
     }
 
     pub async fn erp_exec(&self, sql: &str) {
@@ -233,7 +247,7 @@ password_file = "erp.password"
     }
 
     pub async fn crm_rows(&self, sql: &str) -> Rows {
-        let client = pg().local_client(&self.crm).await;
+        let client = self.pg.local_client(&self.crm).await;
         let msgs = client
             .simple_query(sql)
             .await

@@ -38,12 +38,13 @@ pub struct PgServer {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     process: ServerProcess,
+    overrides: Vec<String>,
 }
 
 /// The shared PostgreSQL server, started (blocking) on first call.
 pub fn pg() -> &'static PgServer {
     static PG: OnceLock<Result<PgServer, String>> = OnceLock::new();
-    match PG.get_or_init(PgServer::boot) {
+    match PG.get_or_init(|| PgServer::boot("pg", &[])) {
         Ok(server) => server,
         Err(e) => panic!("private PostgreSQL failed to start: {e}"),
     }
@@ -82,8 +83,15 @@ fn chown_nobody(path: &Path) {
 }
 
 impl PgServer {
-    fn boot() -> Result<PgServer, String> {
-        let dir = super::server_dir("pg");
+    /// A separate server of its own (not shared), with `overrides` (`name=value`) applied after
+    /// the standard settings: for tests that need a misconfigured server.
+    pub fn start_custom(name: &str, overrides: &[&str]) -> PgServer {
+        Self::boot(name, overrides)
+            .unwrap_or_else(|e| panic!("PostgreSQL {name} failed to start: {e}"))
+    }
+
+    fn boot(name: &str, overrides: &[&str]) -> Result<PgServer, String> {
+        let dir = super::server_dir(name);
         chown_nobody(&dir);
         super::set_mode(&dir, 0o700);
         let data_dir = dir.join("data");
@@ -120,6 +128,7 @@ impl PgServer {
             data_dir,
             dir,
             process: ServerProcess::new("PostgreSQL"),
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
         };
         server.port = server.process.boot(|port| server.launch(port))?;
         Ok(server)
@@ -139,7 +148,11 @@ impl PgServer {
         cmd.arg("-D").arg(&self.data_dir).stdout(log).stderr(log2);
         let socket_dir = format!("unix_socket_directories={}", self.dir.display());
         cmd.args(["-c", &format!("port={port}"), "-c", &socket_dir]);
-        for setting in SETTINGS {
+        for setting in SETTINGS
+            .iter()
+            .copied()
+            .chain(self.overrides.iter().map(String::as_str))
+        {
             cmd.arg("-c").arg(setting);
         }
         // SIGQUIT = immediate shutdown: the postmaster takes its backends down with it.
