@@ -83,3 +83,22 @@ async fn wal_level_replica_is_refused_with_the_fix() {
     }
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_without_key_is_refused_with_the_alter_to_run() {
+    let crm = "CREATE TABLE accounts (id bigint NOT NULL, name text);";
+    let b = Bridge::new("noident", crm, ERP, &[("accounts", &mapping(""))]).await;
+    for cmd in [&["check"][..], &["run"][..]] {
+        let out = b.cli(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{cmd:?}: {stderr}");
+        assert!(
+            stderr.contains("REPLICA IDENTITY DEFAULT and no primary key"),
+            "{cmd:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(r#"ALTER TABLE "public"."accounts" REPLICA IDENTITY FULL"#),
+            "{cmd:?}: {stderr}"
+        );
+    }
+}
