@@ -52,10 +52,24 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// The dead-letter queue (reads the store; the daemon must be stopped).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Stored stream positions.
     Checkpoint {
         #[command(subcommand)]
         action: CheckpointAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List dead letters: id, flow, mapping, table, key, reason.
+    List {
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -70,7 +84,7 @@ pub enum CheckpointAction {
     Set {
         /// Flow name, `source->target`.
         flow: String,
-        /// PostgreSQL LSN (`0/16B3748`).
+        /// PostgreSQL LSN (`0/16B3748`), MariaDB `GTIDS@file:offset` or MySQL `file:offset`.
         position: String,
         /// Required: confirms the change.
         #[arg(long)]
@@ -129,7 +143,43 @@ async fn dispatch(args: Args) -> Result<i32> {
         }
         Command::Check { output } => check(&config, output).await,
         Command::Checkpoint { action } => checkpoint(&config, action),
+        Command::Dlq {
+            action: DlqAction::List { output },
+        } => dlq_list(&config, output),
     }
+}
+
+fn dlq_list(config: &Config, output: Output) -> Result<i32> {
+    let store = Store::open(&config.store.path)?;
+    let letters = store.dead_letters()?;
+    match output {
+        Output::Json => {
+            let v: Vec<_> = letters
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "id": d.id, "flow": d.flow, "mapping": d.mapping, "table": d.table,
+                        "key": d.key, "reason": d.reason, "class": d.class,
+                        "op": d.change.op.as_str(), "position": d.position.to_arg(), "at_us": d.at_us,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(v));
+        }
+        Output::Table => {
+            println!(
+                "{:<6} {:<12} {:<20} {:<28} {:<16} REASON",
+                "ID", "FLOW", "MAPPING", "TABLE", "KEY"
+            );
+            for d in letters {
+                println!(
+                    "{:<6} {:<12} {:<20} {:<28} {:<16} {}",
+                    d.id, d.flow, d.mapping, d.table, d.key, d.reason
+                );
+            }
+        }
+    }
+    Ok(0)
 }
 
 fn checkpoint(config: &Config, action: CheckpointAction) -> Result<i32> {
@@ -142,7 +192,7 @@ fn checkpoint(config: &Config, action: CheckpointAction) -> Result<i32> {
                     let v: Vec<_> = rows
                         .iter()
                         .map(|(flow, pos)| {
-                            serde_json::json!({"flow": flow, "position": pos.to_string(), "lsn": pos.lsn()})
+                            serde_json::json!({"flow": flow, "position": pos.to_string(), "arg": pos.to_arg(), "lsn": pos.lsn()})
                         })
                         .collect();
                     println!("{}", serde_json::Value::Array(v));
@@ -162,11 +212,10 @@ fn checkpoint(config: &Config, action: CheckpointAction) -> Result<i32> {
             yes,
             dry_run,
         } => {
-            let pos = crate::position::parse_lsn(&position)
-                .map(Position::Lsn)
+            let pos = Position::parse(&position)
                 .ok_or_else(|| {
                     Error::Usage(format!(
-                        "'{position}' is not a position (expected an LSN like 0/16B3748)"
+                        "'{position}' is not a position (expected an LSN like 0/16B3748, GTID@file:offset or file:offset)"
                     ))
                 })?;
             let old = store.checkpoint(&flow)?;

@@ -4,14 +4,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{self, Findings};
-use crate::config::{Config, EndpointKind};
+use crate::catalog::{self, Catalog, Findings};
+use crate::config::Config;
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::Mappings;
 use crate::metrics::{self as m, Health};
 use crate::pipeline::Flow;
-use crate::sink::mysql;
-use crate::source::postgres::{self, PgConn};
 use crate::store::Store;
 
 /// Load the mappings and check the flows they imply.
@@ -37,17 +35,6 @@ pub fn load(config: &Config) -> Result<Mappings> {
                 )));
             }
         }
-        let kinds = (config.endpoints[s].kind, config.endpoints[t].kind);
-        if kinds != (EndpointKind::Postgres, EndpointKind::Mysql) {
-            return Err(mapping.error(
-                mapping.source.line,
-                format!(
-                    "{} -> {} replication is not supported by this release (postgres -> mysql is)",
-                    kinds.0.as_str(),
-                    kinds.1.as_str()
-                ),
-            ));
-        }
     }
     Ok(mappings)
 }
@@ -56,42 +43,32 @@ pub fn load(config: &Config) -> Result<Mappings> {
 /// errors of their own class; mismatches are collected in the findings.
 pub async fn check_live(config: &Config, mappings: &Mappings) -> Result<Findings> {
     let mut findings = Findings::default();
-    let mut sources = std::collections::HashMap::new();
-    let mut targets = std::collections::HashMap::new();
+    let mut catalogs = std::collections::HashMap::new();
     for (name, ep) in &config.endpoints {
-        let pass = config.password(name)?;
-        match ep.kind {
-            EndpointKind::Postgres => {
-                let conn = PgConn::connect(name, ep, &pass).await?;
-                if let Err(e) =
-                    postgres::verify_settings(&conn, &mappings.source_tables(name)).await
-                {
-                    findings.errors.push(e);
-                }
-                sources.insert(name.clone(), conn);
-            }
-            EndpointKind::Mysql => {
-                let conn = mysql_async::Conn::new(mysql::opts(ep, &pass))
-                    .await
-                    .map_err(|e| Error::mysql(name, e))?;
-                targets.insert(name.clone(), conn);
+        let mut catalog = Catalog::connect(name, ep, &config.password(name)?).await?;
+        let tables = mappings.source_tables(name);
+        if !tables.is_empty() {
+            if let Err(e) = catalog.verify_source(&tables).await {
+                findings.errors.push(e);
             }
         }
+        catalogs.insert(name.clone(), catalog);
     }
     for mapping in &mappings.list {
-        let src = &sources[&mapping.source.endpoint];
-        let live_src =
-            catalog::describe_postgres(src, &mapping.source.namespace, &mapping.source.table)
-                .await?;
-        let dst = targets
+        let src = catalogs
+            .get_mut(&mapping.source.endpoint)
+            .expect("connected")
+            .describe(&mapping.source)
+            .await?;
+        let dst = catalogs
             .get_mut(&mapping.target.endpoint)
-            .expect("target endpoint connected");
-        let t = &mapping.target;
-        let live_dst = catalog::describe_mysql(dst, &t.endpoint, &t.namespace, &t.table).await?;
-        catalog::compare(mapping, live_src.as_ref(), live_dst.as_ref(), &mut findings);
+            .expect("connected")
+            .describe(&mapping.target)
+            .await?;
+        catalog::compare(mapping, src.as_ref(), dst.as_ref(), &mut findings);
     }
-    for (_, conn) in targets {
-        let _ = conn.disconnect().await;
+    for (_, c) in catalogs {
+        c.close().await;
     }
     Ok(findings)
 }

@@ -224,7 +224,9 @@ fn classify_mysql(err: &mysql_async::Error) -> ErrorClass {
 pub(crate) fn classify_mysql_code(code: u16) -> ErrorClass {
     match code {
         // Lock wait timeout, deadlock, too many connections, server shutdown, gone away, lost.
-        1205 | 1213 | 1040 | 1053 | 2006 | 2013 | 1159 | 1161 | 1317 | 3024 => {
+        // 4052: another replica connected with our server id and the server dropped us (also
+        // what a restarted daemon does to its own leftover session): retry with backoff.
+        1205 | 1213 | 1040 | 1053 | 2006 | 2013 | 1159 | 1161 | 1317 | 3024 | 4052 => {
             ErrorClass::Transient
         }
         // Access denied, no such grant, command denied, account locked.

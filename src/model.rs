@@ -126,6 +126,10 @@ pub struct RowChange {
     pub op: Op,
     pub before: Option<RowImage>,
     pub after: Option<RowImage>,
+    /// Columns (index, reason) the source could not decode; their values are left out. A
+    /// mapping that uses one of them dead-letters the change instead of applying it.
+    #[serde(default)]
+    pub invalid: Vec<(usize, String)>,
 }
 
 /// A committed source transaction, in commit order.

@@ -12,12 +12,10 @@ use serde::{Deserialize, Serialize};
 pub enum Position {
     /// PostgreSQL WAL location (end of the last applied commit).
     Lsn(u64),
-    /// MySQL/MariaDB GTID state (MariaDB `domain-server-seq` list or MySQL GTID set) together
-    /// with the binlog file and offset it corresponds to.
+    /// MariaDB GTID state (`domain-server-seq` list) to resume from, with the binlog file and
+    /// end offset of the same point, which order two positions of one server.
     Gtid {
         gtid: String,
-        /// Monotonic sequence number inside the stream, used to order two GTID states.
-        seq: u64,
         file: String,
         offset: u64,
     },
@@ -30,19 +28,63 @@ impl Position {
     pub fn compare(&self, other: &Position) -> Option<Ordering> {
         match (self, other) {
             (Position::Lsn(a), Position::Lsn(b)) => Some(a.cmp(b)),
-            (Position::Gtid { seq: a, .. }, Position::Gtid { seq: b, .. }) => Some(a.cmp(b)),
-            (
-                Position::File {
-                    file: fa,
-                    offset: oa,
-                },
-                Position::File {
-                    file: fb,
-                    offset: ob,
-                },
-            ) => Some(binlog_file_order(fa, fb).then(oa.cmp(ob))),
-            _ => None,
+            (a, b) => match (a.binlog(), b.binlog()) {
+                (Some((fa, oa)), Some((fb, ob))) if a.is_gtid() == b.is_gtid() => {
+                    Some(binlog_file_order(fa, fb).then(oa.cmp(&ob)))
+                }
+                _ => None,
+            },
         }
+    }
+
+    /// Binlog file and offset of a MySQL/MariaDB position.
+    pub fn binlog(&self) -> Option<(&str, u64)> {
+        match self {
+            Position::Gtid { file, offset, .. } | Position::File { file, offset } => {
+                Some((file.as_str(), *offset))
+            }
+            Position::Lsn(_) => None,
+        }
+    }
+
+    fn is_gtid(&self) -> bool {
+        matches!(self, Position::Gtid { .. })
+    }
+
+    /// The command-line form `parse` reads: `16/B374D848`, `0-1-42,1-2-7@binlog.000003:1234`
+    /// (MariaDB GTID state at binlog file:offset) or `binlog.000003:1234`.
+    pub fn to_arg(&self) -> String {
+        match self {
+            Position::Lsn(l) => format_lsn(*l),
+            Position::Gtid { gtid, file, offset } => format!("{gtid}@{file}:{offset}"),
+            Position::File { file, offset } => format!("{file}:{offset}"),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Position> {
+        if let Some(lsn) = parse_lsn(text) {
+            return Some(Position::Lsn(lsn));
+        }
+        let (gtid, rest) = match text.split_once('@') {
+            Some((g, r)) => (Some(g), r),
+            None => (None, text),
+        };
+        let (file, offset) = rest.rsplit_once(':')?;
+        let offset = offset.parse().ok()?;
+        if file.is_empty() {
+            return None;
+        }
+        Some(match gtid {
+            Some(g) => Position::Gtid {
+                gtid: g.to_string(),
+                file: file.to_string(),
+                offset,
+            },
+            None => Position::File {
+                file: file.to_string(),
+                offset,
+            },
+        })
     }
 
     pub fn lsn(&self) -> Option<u64> {
@@ -103,6 +145,26 @@ mod tests {
         assert_eq!(parse_lsn("0/0"), Some(0));
         assert_eq!(parse_lsn("nonsense"), None);
         assert_eq!(parse_lsn("1FFFFFFFF/0"), None);
+    }
+
+    #[test]
+    fn command_line_forms_round_trip() {
+        for p in [
+            Position::Lsn(0x16_B374_D848),
+            Position::Gtid {
+                gtid: "0-1-42,1-2-7".into(),
+                file: "binlog.000003".into(),
+                offset: 1234,
+            },
+            Position::File {
+                file: "binlog.000003".into(),
+                offset: 4,
+            },
+        ] {
+            assert_eq!(Position::parse(&p.to_arg()), Some(p));
+        }
+        assert_eq!(Position::parse("nonsense"), None);
+        assert_eq!(Position::parse("binlog:x"), None);
     }
 
     #[test]

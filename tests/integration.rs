@@ -10,3 +10,6 @@ mod crm_to_erp_types;
 
 #[path = "scenarios/config_errors.rs"]
 mod config_errors;
+
+#[path = "scenarios/erp_to_crm.rs"]
+mod erp_to_crm;

@@ -3,8 +3,11 @@
 //! Each endpoint kind describes a table as columns plus unique keys; the comparison is common.
 //! Errors point at the mapping file line that named the table, column or key.
 
+mod connection;
 mod mysql;
 mod postgres;
+
+pub use connection::Catalog;
 
 use crate::error::Error;
 use crate::mapping::Mapping;

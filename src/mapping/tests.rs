@@ -727,6 +727,7 @@ fn change(op: Op, before: Option<RowImage>, after: Option<RowImage>) -> RowChang
         op,
         before,
         after,
+        invalid: Vec::new(),
     }
 }
 

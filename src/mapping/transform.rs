@@ -158,6 +158,26 @@ impl BoundMapping {
         Ok(())
     }
 
+    /// Whether this mapping reads source column `i`.
+    pub fn uses_column(&self, i: usize) -> bool {
+        self.src_idx.contains(&i) || self.key_src.contains(&i)
+    }
+
+    /// The change's key as text for a dead-letter record, as far as the images carry it.
+    pub fn key_text(&self, change: &RowChange) -> String {
+        let image = change.after.as_ref().or(change.before.as_ref());
+        let values: Vec<Value> = self
+            .key_src
+            .iter()
+            .map(|&i| {
+                image
+                    .and_then(|img| img.get(i).cloned().flatten())
+                    .unwrap_or(Value::Null)
+            })
+            .collect();
+        describe_key(&values)
+    }
+
     fn image<'a>(&self, image: Option<&'a RowImage>) -> Result<&'a RowImage> {
         image.ok_or_else(|| self.row_error(String::new(), "change carries no row image"))
     }

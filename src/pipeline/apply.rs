@@ -13,12 +13,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::Flow;
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{Error, Result};
 use crate::mapping::{describe_key, BoundMapping, Mappings, TargetOp};
 use crate::metrics as m;
 use crate::model::{RowChange, Transaction};
 use crate::position::Position;
-use crate::sink::mysql::MysqlSink;
+use crate::sink::Sink;
 use crate::source::SourceEvent;
 use crate::store::{DeadLetter, Store};
 
@@ -63,7 +63,7 @@ impl Applier {
     pub async fn run(
         &mut self,
         mut rx: mpsc::Receiver<SourceEvent>,
-        sink: &mut MysqlSink,
+        sink: &mut Sink,
         durable_tx: watch::Sender<Option<Position>>,
         flush_every: Duration,
         shutdown: &CancellationToken,
@@ -115,7 +115,7 @@ impl Applier {
         Ok(())
     }
 
-    async fn apply_batch(&mut self, batch: Vec<SourceEvent>, sink: &mut MysqlSink) -> Result<()> {
+    async fn apply_batch(&mut self, batch: Vec<SourceEvent>, sink: &mut Sink) -> Result<()> {
         let Some(end) = batch.iter().rev().map(event_position).next().cloned() else {
             return Ok(());
         };
@@ -197,6 +197,16 @@ impl Applier {
         let bindings = self.bindings(&txns[ti].endpoint, change)?;
         let mut failures = Vec::new();
         for (bi, b) in bindings.iter().enumerate() {
+            if let Some((_, reason)) = change.invalid.iter().find(|(i, _)| b.uses_column(*i)) {
+                let table = b.mapping.source.to_string();
+                let err = Error::Row {
+                    table,
+                    key: b.key_text(change),
+                    reason: reason.clone(),
+                };
+                failures.push((b.mapping.name.clone(), err));
+                continue;
+            }
             let before = ops.len();
             match b.apply(change, ops) {
                 Ok(()) => origins.extend((before..ops.len()).map(|_| Origin {
@@ -204,14 +214,19 @@ impl Applier {
                     change: ci,
                     binding: bi,
                 })),
-                Err(e) if e.class() == ErrorClass::Row => {
-                    failures.push((b.mapping.name.clone(), e))
+                Err(Error::Row { table, reason, .. }) => {
+                    let key = b.key_text(change);
+                    failures.push((b.mapping.name.clone(), Error::Row { table, key, reason }))
                 }
                 Err(e) => return Err(e),
             }
         }
         for (mapping, err) in failures {
-            self.dead_letter(&txns[ti], ci, &mapping, String::new(), &err)?;
+            let key = match &err {
+                Error::Row { key, .. } => key.clone(),
+                _ => String::new(),
+            };
+            self.dead_letter(&txns[ti], ci, &mapping, key, &err)?;
         }
         Ok(())
     }
@@ -254,7 +269,9 @@ impl Applier {
             other => other.to_string(),
         };
         let table = format!("{}:{}", txn.endpoint, change.table);
-        tracing::warn!(flow = %self.flow, mapping, table = %table, reason = %reason, "row sent to dead-letter queue");
+        // The reason can quote row values (server messages do): log only its leading code.
+        let code = reason.split(':').next().unwrap_or_default();
+        tracing::warn!(flow = %self.flow, mapping, table = %table, code, "row sent to dead-letter queue");
         self.store.add_dead_letter(DeadLetter {
             id: 0,
             flow: self.flow.clone(),

@@ -20,8 +20,13 @@ use crate::config::{Config, EndpointKind};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::Mappings;
 use crate::metrics::{self as m, Health};
-use crate::sink::mysql::MysqlSink;
+use crate::position::Position;
+use crate::sink::Sink;
+use crate::source::mysql::{self, MysqlSource};
 use crate::source::postgres::{self, PgConn, PgSource};
+use crate::source::SourceEvent;
+
+type SourceTask = tokio::task::JoinHandle<Result<()>>;
 use crate::store::Store;
 
 pub use apply::Applier;
@@ -108,59 +113,30 @@ impl Flow {
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let cfg = &self.config;
-        let src_cfg = &cfg.endpoints[&self.source];
         let dst_cfg = &cfg.endpoints[&self.target];
-        if src_cfg.kind != EndpointKind::Postgres || dst_cfg.kind != EndpointKind::Mysql {
-            return Err(Error::setup(
-                &self.source,
-                format!(
-                    "flow {} ({} -> {}) is not supported by this version",
-                    self.name,
-                    src_cfg.kind.as_str(),
-                    dst_cfg.kind.as_str()
-                ),
-                "this release replicates postgres -> mysql",
-            ));
-        }
-        let checkpoint = self.store.checkpoint(&self.name)?;
-        let tables: Vec<_> = self.mappings.source_tables(&self.source);
-        let src_pass = cfg.password(&self.source)?;
-        let conn = PgConn::connect(&self.source, src_cfg, &src_pass).await;
-        metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.source.clone())
-            .set(conn.is_ok() as u8 as f64);
-        let conn = conn?;
-        postgres::prepare(&conn, src_cfg, &tables, checkpoint.as_ref()).await?;
-        drop(conn);
-        let sink = MysqlSink::connect(&self.target, dst_cfg, &cfg.password(&self.target)?).await;
+        let (tx, rx) = mpsc::channel(cfg.pipeline.queue_txns);
+        let token = shutdown.child_token();
+        let (checkpoint, durable_tx, mut src_task) = self.start_source(tx, token.clone()).await?;
+        let sink = Sink::connect(&self.target, dst_cfg, &cfg.password(&self.target)?).await;
         metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.target.clone())
             .set(sink.is_ok() as u8 as f64);
-        let mut sink = sink?;
-
-        let (tx, rx) = mpsc::channel(cfg.pipeline.queue_txns);
-        let (durable_tx, durable_rx) = watch::channel(checkpoint.clone());
-        let status_interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
-        let source = PgSource {
-            endpoint: self.source.clone(),
-            cfg: src_cfg.clone(),
-            password: src_pass,
-            tables: tables
-                .iter()
-                .map(|t| (t.namespace.clone(), t.table.clone()))
-                .collect(),
-            status_interval,
+        let mut sink = match sink {
+            Ok(s) => s,
+            Err(e) => {
+                token.cancel();
+                let _ = src_task.await;
+                return Err(e);
+            }
         };
-        let token = shutdown.child_token();
-        let src_token = token.clone();
-        let start = checkpoint.clone();
-        let mut src_task =
-            tokio::spawn(async move { source.run(start, tx, durable_rx, src_token).await });
         metrics::gauge!(m::FLOW_UP, "flow" => self.name.clone()).set(1.0);
-        // The slot exists now: whatever commits from here on will be streamed.
+        // The source's position exists on the server now: whatever commits from here on will
+        // be streamed.
         self.health.set_flow(&self.name, true);
 
+        let interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
         let mut applier = Applier::new(self, checkpoint);
         let applied = applier
-            .run(rx, &mut sink, durable_tx, status_interval, shutdown)
+            .run(rx, &mut sink, durable_tx, interval, shutdown)
             .await;
         token.cancel();
         let sourced = (&mut src_task).await.unwrap_or_else(|e| {
@@ -174,5 +150,80 @@ impl Flow {
             (Err(Error::Shutdown), Err(src)) if !matches!(src, Error::Shutdown) => Err(src),
             (applied, _) => applied,
         }
+    }
+
+    /// Prepare the source's server side (slot, or the binlog start position) and start reading.
+    async fn start_source(
+        &self,
+        tx: mpsc::Sender<SourceEvent>,
+        token: CancellationToken,
+    ) -> Result<(
+        Option<Position>,
+        watch::Sender<Option<Position>>,
+        SourceTask,
+    )> {
+        let cfg = &self.config;
+        let src_cfg = &cfg.endpoints[&self.source];
+        let password = cfg.password(&self.source)?;
+        let tables = self.mappings.source_tables(&self.source);
+        let mut checkpoint = self.store.checkpoint(&self.name)?;
+        let up = |ok: bool| {
+            metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.source.clone()).set(ok as u8 as f64)
+        };
+        let interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
+        let task: SourceTask = match src_cfg.kind {
+            EndpointKind::Postgres => {
+                let conn = PgConn::connect(&self.source, src_cfg, &password).await;
+                up(conn.is_ok());
+                postgres::prepare(&conn?, src_cfg, &tables, checkpoint.as_ref()).await?;
+                let (durable_tx, durable_rx) = watch::channel(checkpoint.clone());
+                let source = PgSource {
+                    endpoint: self.source.clone(),
+                    cfg: src_cfg.clone(),
+                    password,
+                    tables: tables
+                        .iter()
+                        .map(|t| (t.namespace.clone(), t.table.clone()))
+                        .collect(),
+                    status_interval: interval,
+                };
+                let start = checkpoint.clone();
+                let task =
+                    tokio::spawn(async move { source.run(start, tx, durable_rx, token).await });
+                return Ok((checkpoint, durable_tx, task));
+            }
+            EndpointKind::Mysql => {
+                let opts = crate::sink::mysql::opts(src_cfg, &password);
+                let conn = mysql_async::Conn::new(opts).await;
+                up(conn.is_ok());
+                let mut conn = conn.map_err(|e| Error::mysql(&self.source, e))?;
+                let flavor = mysql::verify_settings(&mut conn, &self.source).await?;
+                let start = match checkpoint.clone() {
+                    Some(p) => p,
+                    None => {
+                        // First start: begin at the binlog's end, stored before anything is read.
+                        let p = mysql::current_position(&mut conn, &self.source, flavor).await?;
+                        self.store.advance_checkpoint(&self.name, &p)?;
+                        self.store.flush()?;
+                        checkpoint = Some(p.clone());
+                        p
+                    }
+                };
+                let _ = conn.disconnect().await;
+                let source = MysqlSource {
+                    endpoint: self.source.clone(),
+                    cfg: src_cfg.clone(),
+                    password,
+                    tables: tables
+                        .iter()
+                        .map(|t| (t.namespace.to_lowercase(), t.table.to_lowercase()))
+                        .collect(),
+                    heartbeat: interval.max(Duration::from_millis(100)),
+                };
+                tokio::spawn(async move { source.run(start, tx, token).await })
+            }
+        };
+        let (durable_tx, _) = watch::channel(checkpoint.clone());
+        Ok((checkpoint, durable_tx, task))
     }
 }

@@ -9,6 +9,7 @@
 //! - any other error rolls the whole batch back and is returned, for the caller to retry.
 
 pub mod mysql;
+pub mod postgres;
 
 use crate::error::Error;
 
@@ -19,4 +20,38 @@ pub struct Applied {
     pub rows: usize,
     /// Indexes (into the batch) of operations rejected with a row error, and why.
     pub failed: Vec<(usize, Error)>,
+}
+
+/// A connected sink of any kind.
+pub enum Sink {
+    Mysql(mysql::MysqlSink),
+    Postgres(Box<postgres::PgSink>),
+}
+
+impl Sink {
+    pub async fn connect(
+        endpoint: &str,
+        cfg: &crate::config::EndpointConfig,
+        password: &crate::config::Secret,
+    ) -> crate::error::Result<Sink> {
+        Ok(match cfg.kind {
+            crate::config::EndpointKind::Mysql => {
+                Sink::Mysql(mysql::MysqlSink::connect(endpoint, cfg, password).await?)
+            }
+            crate::config::EndpointKind::Postgres => Sink::Postgres(Box::new(
+                postgres::PgSink::connect(endpoint, cfg, password).await?,
+            )),
+        })
+    }
+
+    /// Apply a batch in one target transaction (the contract above).
+    pub async fn apply(
+        &mut self,
+        ops: &[crate::mapping::TargetOp],
+    ) -> crate::error::Result<Applied> {
+        match self {
+            Sink::Mysql(s) => s.apply(ops).await,
+            Sink::Postgres(s) => s.apply(ops).await,
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! - when no transaction is open and nothing mapped is pending, it sends a `Heartbeat` so the
 //!   checkpoint (and the server's retained WAL/binlog) moves on even when mapped tables are idle.
 
+pub mod mysql;
 pub mod postgres;
 
 use crate::model::Transaction;

@@ -79,6 +79,7 @@ fn dead_letters_round_trip() {
             op: Op::Insert,
             before: None,
             after: Some(vec![Some(Value::Int(7))]),
+            invalid: Vec::new(),
         },
     };
     let id = s.add_dead_letter(dl.clone()).unwrap();

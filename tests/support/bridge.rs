@@ -19,6 +19,8 @@ pub struct Bridge {
     pub http_port: u16,
     pub slot: String,
     pub publication: String,
+    /// Unique per bridge: replicas of one MariaDB need distinct server ids.
+    pub server_id: u32,
     child: Option<Child>,
     starts: usize,
 }
@@ -69,6 +71,7 @@ impl Bridge {
             dir,
             http_port: free_port(),
             publication: slot.clone(),
+            server_id: 1000 + (super::random_u64() % 4_000_000_000) as u32,
             slot,
             child: None,
             starts: 0,
@@ -109,6 +112,7 @@ port = {mp}
 user = "{mu}"
 database = "{erp}"
 password_file = "erp.password"
+server_id = {server_id}
 "#,
             http = self.http_port,
             ph = p.host,
@@ -121,6 +125,7 @@ password_file = "erp.password"
             mp = m.port,
             mu = m.user,
             erp = self.erp,
+            server_id = self.server_id,
         );
         std::fs::write(&self.config, text).unwrap();
     }
@@ -205,6 +210,21 @@ password_file = "erp.password"
             .iter()
             .find(|f| f["flow"] == "crm->erp")
             .and_then(|f| f["lsn"].as_u64())
+    }
+
+    /// A flow's stored checkpoint in its command-line form (the daemon must be stopped).
+    pub fn checkpoint_arg(&self, flow: &str) -> Option<String> {
+        let out = self.cli(&["checkpoint", "show", "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "checkpoint show: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v.as_array()?
+            .iter()
+            .find(|f| f["flow"] == flow)
+            .and_then(|f| f["arg"].as_str().map(str::to_string))
     }
 
     /// A metric's value summed over its label sets, from the running daemon.

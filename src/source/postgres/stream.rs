@@ -292,6 +292,7 @@ fn change(
         op,
         before,
         after,
+        invalid: Vec::new(),
     }
 }
 

@@ -1,0 +1,394 @@
+//! Statement building and batched execution for the PostgreSQL sink.
+//!
+//! A run (consecutive operations of one kind on one table, same present columns) becomes one
+//! statement over arrays, inside a savepoint: a row error rolls back only that statement, and
+//! the run is redone row by row to isolate the bad rows. Within an upsert run only the last
+//! operation per key is kept, since `ON CONFLICT DO UPDATE` may not touch a row twice (the last
+//! one carries the final state of every present column).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio_postgres::types::ToSql;
+
+use super::{ColumnType, PgSink};
+use crate::error::{Error, ErrorClass, Result};
+use crate::mapping::{TargetOp, TargetTable};
+use crate::model::Value;
+use crate::sink::Applied;
+use crate::source::postgres::quote_ident;
+
+/// Most rows in one statement.
+const MAX_ROWS: usize = 5_000;
+
+pub(super) async fn apply_runs(sink: &mut PgSink, ops: &[TargetOp]) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let mut start = 0;
+    while start < ops.len() {
+        let end = run_end(ops, start);
+        let run: Vec<usize> = (start..end).collect();
+        match exec_guarded(sink, ops, &run).await {
+            Ok(()) => applied.rows += run.len(),
+            Err(e) if e.class() == ErrorClass::Row => {
+                for i in run {
+                    match exec_guarded(sink, ops, &[i]).await {
+                        Ok(()) => applied.rows += 1,
+                        Err(e) if e.class() == ErrorClass::Row => applied.failed.push((i, e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        start = end;
+    }
+    Ok(applied)
+}
+
+fn run_end(ops: &[TargetOp], start: usize) -> usize {
+    let same = |a: &TargetOp, b: &TargetOp| match (a, b) {
+        (TargetOp::Upsert { table: ta, row: ra }, TargetOp::Upsert { table: tb, row: rb }) => {
+            Arc::ptr_eq(ta, tb) && ra.iter().zip(rb).all(|(x, y)| x.is_some() == y.is_some())
+        }
+        (TargetOp::Delete { table: ta, .. }, TargetOp::Delete { table: tb, .. }) => {
+            Arc::ptr_eq(ta, tb)
+        }
+        _ => false,
+    };
+    let mut end = start + 1;
+    while end < ops.len() && same(&ops[start], &ops[end]) {
+        end += 1;
+    }
+    end
+}
+
+/// Execute the operations `idx` (one run) inside a savepoint.
+async fn exec_guarded(sink: &mut PgSink, ops: &[TargetOp], idx: &[usize]) -> Result<()> {
+    let ep = sink.endpoint.clone();
+    let client = &sink.conn.client;
+    client
+        .batch_execute("SAVEPOINT rowbridge_run")
+        .await
+        .map_err(|e| Error::pg(&ep, e))?;
+    match exec_run(sink, ops, idx).await {
+        Ok(()) => {
+            let client = &sink.conn.client;
+            client
+                .batch_execute("RELEASE SAVEPOINT rowbridge_run")
+                .await
+                .map_err(|e| Error::pg(&ep, e))
+        }
+        Err(e) => {
+            let client = &sink.conn.client;
+            if e.class() == ErrorClass::Row {
+                client
+                    .batch_execute("ROLLBACK TO SAVEPOINT rowbridge_run")
+                    .await
+                    .map_err(|e| Error::pg(&ep, e))?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn exec_run(sink: &mut PgSink, ops: &[TargetOp], idx: &[usize]) -> Result<()> {
+    let first = &ops[idx[0]];
+    let table = first.table().clone();
+    let types = sink.types[&(table.namespace.clone(), table.name.clone())].clone();
+    let ep = sink.endpoint.clone();
+    let (sql, columns) = match first {
+        TargetOp::Upsert { row, .. } => upsert_sql(&table, row, &types),
+        TargetOp::Delete { .. } => delete_sql(&table, &types),
+        TargetOp::Truncate { .. } => {
+            let sql = format!("DELETE FROM {}", qualified(&table));
+            return sink
+                .conn
+                .client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| row_context(&ep, &table, e));
+        }
+    };
+    let rows: Vec<&TargetOp> = match first {
+        TargetOp::Upsert { .. } => last_per_key(ops, idx),
+        _ => idx.iter().map(|&i| &ops[i]).collect(),
+    };
+    if !sink.statements.contains_key(&sql) {
+        let stmt = sink
+            .conn
+            .client
+            .prepare(&sql)
+            .await
+            .map_err(|e| Error::pg(&ep, e))?;
+        sink.statements.insert(sql.clone(), stmt);
+    }
+    let stmt = sink.statements[&sql].clone();
+    for chunk in rows.chunks(MAX_ROWS) {
+        let arrays = column_arrays(&table, &columns, &types, chunk)?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        sink.conn
+            .client
+            .execute(&stmt, &params)
+            .await
+            .map_err(|e| row_context(&ep, &table, e))?;
+    }
+    Ok(())
+}
+
+fn qualified(t: &TargetTable) -> String {
+    format!("{}.{}", quote_ident(&t.namespace), quote_ident(&t.name))
+}
+
+/// The statement and, for each parameter, the index of the table column it carries.
+fn upsert_sql(
+    t: &TargetTable,
+    shape: &[Option<Value>],
+    types: &HashMap<String, ColumnType>,
+) -> (String, Vec<usize>) {
+    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+    let cols: Vec<String> = present
+        .iter()
+        .map(|&i| quote_ident(&t.columns[i]))
+        .collect();
+    let params: Vec<String> = (1..=present.len())
+        .map(|n| format!("${n}::text[]"))
+        .collect();
+    let aliases: Vec<String> = (1..=present.len()).map(|n| format!("c{n}")).collect();
+    let casts: Vec<String> = present
+        .iter()
+        .zip(&aliases)
+        .map(|(&i, a)| format!("u.{a}::{}", types[&t.columns[i]].base))
+        .collect();
+    let keys: Vec<String> = t.key.iter().map(|&i| quote_ident(&t.columns[i])).collect();
+    let updates: Vec<String> = present
+        .iter()
+        .filter(|i| !t.key.contains(i))
+        .map(|&i| {
+            let c = quote_ident(&t.columns[i]);
+            format!("{c} = EXCLUDED.{c}")
+        })
+        .collect();
+    let action = if updates.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    let sql = format!(
+        "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({}) ON CONFLICT ({}) {action}",
+        qualified(t),
+        cols.join(", "),
+        casts.join(", "),
+        params.join(", "),
+        aliases.join(", "),
+        keys.join(", "),
+    );
+    (sql, present)
+}
+
+fn delete_sql(t: &TargetTable, types: &HashMap<String, ColumnType>) -> (String, Vec<usize>) {
+    let params: Vec<String> = (1..=t.key.len()).map(|n| format!("${n}::text[]")).collect();
+    let aliases: Vec<String> = (1..=t.key.len()).map(|n| format!("k{n}")).collect();
+    let conds: Vec<String> = t
+        .key
+        .iter()
+        .zip(&aliases)
+        .map(|(&i, a)| {
+            format!(
+                "t.{} = u.{a}::{}",
+                quote_ident(&t.columns[i]),
+                types[&t.columns[i]].base
+            )
+        })
+        .collect();
+    let sql = format!(
+        "DELETE FROM {} AS t USING unnest({}) AS u({}) WHERE {}",
+        qualified(t),
+        params.join(", "),
+        aliases.join(", "),
+        conds.join(" AND ")
+    );
+    (sql, t.key.clone())
+}
+
+/// Keep only the last upsert per key, in order.
+fn last_per_key<'a>(ops: &'a [TargetOp], idx: &[usize]) -> Vec<&'a TargetOp> {
+    let mut seen = HashSet::new();
+    let mut out: Vec<&TargetOp> = idx
+        .iter()
+        .rev()
+        .map(|&i| &ops[i])
+        .filter(|op| seen.insert(format!("{:?}", op.key_values())))
+        .collect();
+    out.reverse();
+    out
+}
+
+/// One text array per parameter column.
+fn column_arrays(
+    t: &TargetTable,
+    columns: &[usize],
+    types: &HashMap<String, ColumnType>,
+    chunk: &[&TargetOp],
+) -> Result<Vec<Vec<Option<String>>>> {
+    let mut arrays: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(chunk.len()); columns.len()];
+    for op in chunk {
+        for (n, &c) in columns.iter().enumerate() {
+            let v = match op {
+                TargetOp::Upsert { row, .. } => row[c].as_ref().unwrap_or(&Value::Null),
+                TargetOp::Delete { key, .. } => {
+                    let k = t.key.iter().position(|&i| i == c).expect("key column");
+                    &key[k]
+                }
+                TargetOp::Truncate { .. } => &Value::Null,
+            };
+            let scale = types[&t.columns[c]].numeric_scale;
+            arrays[n].push(to_text(v, scale).map_err(|reason| Error::Row {
+                table: format!("{}:{}", t.endpoint, t),
+                key: String::new(),
+                reason: format!("column '{}': {reason}", t.columns[c]),
+            })?);
+        }
+    }
+    Ok(arrays)
+}
+
+/// PostgreSQL's text input form of a value. A decimal with more fractional digits than the
+/// column's scale is refused rather than rounded.
+pub(crate) fn to_text(
+    v: &Value,
+    numeric_scale: Option<i32>,
+) -> std::result::Result<Option<String>, String> {
+    Ok(Some(match v {
+        Value::Null => return Ok(None),
+        Value::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Decimal(d) => {
+            if let (Some(scale), Some((_, frac))) = (numeric_scale, d.split_once('.')) {
+                if frac.trim_end_matches('0').len() > scale.max(0) as usize {
+                    return Err(format!("decimal has more than {scale} fractional digits"));
+                }
+            }
+            d.clone()
+        }
+        Value::Float(f) if f.is_nan() => "NaN".to_string(),
+        Value::Float(f) if f.is_infinite() => {
+            (if *f > 0.0 { "Infinity" } else { "-Infinity" }).to_string()
+        }
+        Value::Float(f) => f.to_string(),
+        Value::Text(s) | Value::Json(s) => s.clone(),
+        Value::Bytes(b) => {
+            let mut s = String::with_capacity(2 + b.len() * 2);
+            s.push_str("\\x");
+            for byte in b {
+                s.push_str(&format!("{byte:02x}"));
+            }
+            s
+        }
+        Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+        Value::Time(t) => t.format("%H:%M:%S%.6f").to_string(),
+        Value::Timestamp(ts) => ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        Value::TimestampTz(ts) => ts.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
+        Value::Uuid(u) => u.to_string(),
+    }))
+}
+
+/// Data errors become row errors carrying SQLSTATE and message (for the dead-letter queue).
+fn row_context(ep: &str, table: &TargetTable, e: tokio_postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(db) if crate::error::classify_sqlstate(db.code().code()) == ErrorClass::Row => {
+            Error::Row {
+                table: format!("{}:{}", table.endpoint, table),
+                key: String::new(),
+                reason: format!("SQLSTATE {}: {}", db.code().code(), db.message()),
+            }
+        }
+        _ => Error::pg(ep, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> (TargetTable, HashMap<String, ColumnType>) {
+        let t = TargetTable {
+            endpoint: "crm".into(),
+            namespace: "public".into(),
+            name: "Products".into(),
+            columns: vec!["id".into(), "name".into(), "price".into()],
+            key: vec![0],
+        };
+        let ty = |b: &str, s| ColumnType {
+            base: b.into(),
+            numeric_scale: s,
+        };
+        let types = [
+            ("id", ty("bigint", None)),
+            ("name", ty("text", None)),
+            ("price", ty("numeric", Some(4))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        (t, types)
+    }
+
+    #[test]
+    fn upsert_statement_casts_to_base_types() {
+        let (t, types) = table();
+        let shape = vec![Some(Value::Int(1)), None, Some(Value::Decimal("1".into()))];
+        let (sql, cols) = upsert_sql(&t, &shape, &types);
+        assert_eq!(
+            sql,
+            "INSERT INTO \"public\".\"Products\" (\"id\", \"price\") SELECT u.c1::bigint, u.c2::numeric \
+             FROM unnest($1::text[], $2::text[]) AS u(c1, c2) ON CONFLICT (\"id\") DO UPDATE SET \"price\" = EXCLUDED.\"price\""
+        );
+        assert_eq!(cols, vec![0, 2]);
+        let (del, _) = delete_sql(&t, &types);
+        assert!(
+            del.contains("USING unnest($1::text[]) AS u(k1) WHERE t.\"id\" = u.k1::bigint"),
+            "{del}"
+        );
+    }
+
+    #[test]
+    fn text_forms() {
+        assert_eq!(
+            to_text(&Value::Bytes(vec![0, 255]), None),
+            Ok(Some("\\x00ff".into()))
+        );
+        assert_eq!(
+            to_text(&Value::Float(f64::NEG_INFINITY), None),
+            Ok(Some("-Infinity".into()))
+        );
+        assert_eq!(to_text(&Value::Null, None), Ok(None));
+        assert_eq!(
+            to_text(&Value::Decimal("1.230000000".into()), Some(4)),
+            Ok(Some("1.230000000".into()))
+        );
+        assert!(to_text(&Value::Decimal("1.23456".into()), Some(4)).is_err());
+        assert_eq!(
+            to_text(&Value::UInt(u64::MAX), None),
+            Ok(Some(u64::MAX.to_string()))
+        );
+    }
+
+    #[test]
+    fn last_upsert_per_key_wins() {
+        let (t, _) = table();
+        let t = Arc::new(t);
+        let up = |id: i64, name: &str| TargetOp::Upsert {
+            table: t.clone(),
+            row: vec![
+                Some(Value::Int(id)),
+                Some(Value::Text(name.into())),
+                Some(Value::Null),
+            ],
+        };
+        let ops = vec![up(1, "a"), up(2, "b"), up(1, "c")];
+        let kept = last_per_key(&ops, &[0, 1, 2]);
+        assert_eq!(kept, vec![&ops[1], &ops[2]]);
+    }
+}

@@ -1,0 +1,126 @@
+//! PostgreSQL sink: `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE` and deletes by
+//! key, one target transaction per batch.
+//!
+//! Every value travels as text and is cast to the target column's base type in SQL, so
+//! PostgreSQL's own input functions do the conversion (exact for numeric, timestamps, json...).
+//! Casting to the base type (not `varchar(20)`) makes an over-long value an error instead of a
+//! silent truncation; a decimal with more fractional digits than a `numeric(p,s)` column keeps
+//! is refused here for the same reason. The session runs with `TimeZone = UTC`, so a MySQL
+//! DATETIME (no zone) written to a `timestamptz` column is read as UTC, the mirror of the sink
+//! rule for MySQL.
+
+mod apply;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::Statement;
+
+use crate::config::{EndpointConfig, Secret};
+use crate::error::{Error, Result};
+use crate::mapping::TargetOp;
+use crate::sink::Applied;
+use crate::source::postgres::PgConn;
+
+/// A target column: base type for the cast, numeric scale when it has one.
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnType {
+    pub base: String,
+    pub numeric_scale: Option<i32>,
+}
+
+pub struct PgSink {
+    pub endpoint: String,
+    conn: PgConn,
+    types: HashMap<(String, String), Arc<HashMap<String, ColumnType>>>,
+    statements: HashMap<String, Statement>,
+}
+
+impl PgSink {
+    pub async fn connect(
+        endpoint: &str,
+        cfg: &EndpointConfig,
+        password: &Secret,
+    ) -> Result<PgSink> {
+        let conn = PgConn::connect(endpoint, cfg, password).await?;
+        conn.client
+            .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'")
+            .await
+            .map_err(|e| Error::pg(endpoint, e))?;
+        Ok(PgSink {
+            endpoint: endpoint.to_string(),
+            conn,
+            types: HashMap::new(),
+            statements: HashMap::new(),
+        })
+    }
+
+    /// Apply `ops` in one transaction; see the sink contract in [`crate::sink`].
+    pub async fn apply(&mut self, ops: &[TargetOp]) -> Result<Applied> {
+        for op in ops {
+            self.load_types(op).await?;
+        }
+        let ep = self.endpoint.clone();
+        let err = |e| Error::pg(&ep, e);
+        self.conn.client.batch_execute("BEGIN").await.map_err(err)?;
+        match apply::apply_runs(self, ops).await {
+            Ok(applied) => {
+                self.conn
+                    .client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(err)?;
+                Ok(applied)
+            }
+            Err(e) => {
+                let _ = self.conn.client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn load_types(&mut self, op: &TargetOp) -> Result<()> {
+        let t = op.table();
+        let key = (t.namespace.clone(), t.name.clone());
+        if self.types.contains_key(&key) {
+            return Ok(());
+        }
+        let rows = self
+            .conn
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, NULL), \
+                        CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 \
+                             THEN (a.atttypmod - 4) & 65535 END \
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&t.namespace, &t.name],
+            )
+            .await
+            .map_err(|e| Error::pg(&self.endpoint, e))?;
+        let map: HashMap<String, ColumnType> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    ColumnType {
+                        base: r.get(1),
+                        numeric_scale: r.get(2),
+                    },
+                )
+            })
+            .collect();
+        for c in &t.columns {
+            if !map.contains_key(c) {
+                return Err(Error::setup(
+                    &self.endpoint,
+                    format!("column '{c}' of {t} does not exist"),
+                    "fix the mapping or the table, then restart",
+                ));
+            }
+        }
+        self.types.insert(key, Arc::new(map));
+        Ok(())
+    }
+}

@@ -1,0 +1,335 @@
+//! Binlog row values to [`Value`]s, by column type.
+//!
+//! Pure: a value and its column description in, a value or a reason out. A value with no exact
+//! form on the other side (a zero date, invalid UTF-8 in a text column, a JSON diff) is an error
+//! for that row, which goes to the dead-letter queue; it is never turned into NULL.
+
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::Value as My;
+
+use crate::model::Value;
+
+/// The `binary` character set: such columns carry bytes, not text.
+pub const BINARY_CHARSET: u16 = 63;
+
+/// What decoding needs to know about a column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub column_type: Option<ColumnType>,
+    pub unsigned: bool,
+    pub charset: u16,
+    /// Variant names of an ENUM or SET column (from binlog_row_metadata=FULL).
+    pub variants: Vec<String>,
+}
+
+impl ColumnInfo {
+    pub fn from_column(c: &mysql_async::Column, variants: Vec<String>) -> ColumnInfo {
+        ColumnInfo {
+            name: c.name_str().into_owned(),
+            column_type: Some(c.column_type()),
+            unsigned: c.flags().contains(ColumnFlags::UNSIGNED_FLAG),
+            charset: c.character_set(),
+            variants,
+        }
+    }
+}
+
+pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
+    use ColumnType::*;
+    let ty = col.column_type.ok_or("column type unknown")?;
+    let my = match v {
+        BinlogValue::Value(my) => my,
+        BinlogValue::Jsonb(j) => {
+            let json: serde_json::Value = j.parse().map_err(|e| format!("JSON value: {e}"))?.into();
+            return Ok(Value::Json(json.to_string()));
+        }
+        BinlogValue::JsonDiff(_) => {
+            return Err("partial JSON update (set binlog_row_value_options='')".into())
+        }
+    };
+    if my == My::NULL {
+        return Ok(Value::Null);
+    }
+    let v = match ty {
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG => integer(my)?,
+        MYSQL_TYPE_YEAR => Value::Int(text(my)?.parse().map_err(|_| "YEAR value")?),
+        MYSQL_TYPE_FLOAT => match my {
+            // Through the shortest text form, so FLOAT 1.1 stays 1.1 rather than 1.100000023.
+            My::Float(f) => Value::Float(f.to_string().parse().map_err(|_| "FLOAT value")?),
+            My::Double(d) => Value::Float(d),
+            _ => return Err("FLOAT value".into()),
+        },
+        MYSQL_TYPE_DOUBLE => match my {
+            My::Double(d) => Value::Float(d),
+            My::Float(f) => Value::Float(f as f64),
+            _ => return Err("DOUBLE value".into()),
+        },
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => Value::Decimal(text(my)?),
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => date(my)?,
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => datetime(my)?,
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => timestamp(my)?,
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => time(my)?,
+        MYSQL_TYPE_JSON => Value::Json(text(my)?),
+        MYSQL_TYPE_ENUM => enum_value(col, my)?,
+        MYSQL_TYPE_SET => set_value(col, my)?,
+        MYSQL_TYPE_BIT => bits(my)?,
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_BLOB => match my {
+            My::Bytes(b) if col.charset == BINARY_CHARSET => Value::Bytes(b),
+            My::Bytes(b) => {
+                Value::Text(String::from_utf8(b).map_err(|_| "text is not valid UTF-8")?)
+            }
+            _ => return Err("string value".into()),
+        },
+        other => return Err(format!("column type {other:?} is not supported")),
+    };
+    Ok(v)
+}
+
+fn integer(my: My) -> Result<Value, String> {
+    match my {
+        My::Int(i) => Ok(Value::Int(i)),
+        My::UInt(u) => Ok(i64::try_from(u).map(Value::Int).unwrap_or(Value::UInt(u))),
+        _ => Err("integer value".into()),
+    }
+}
+
+fn text(my: My) -> Result<String, String> {
+    match my {
+        My::Bytes(b) => String::from_utf8(b).map_err(|_| "value is not valid UTF-8".into()),
+        My::Int(i) => Ok(i.to_string()),
+        My::UInt(u) => Ok(u.to_string()),
+        _ => Err("text value".into()),
+    }
+}
+
+fn date(my: My) -> Result<Value, String> {
+    match my {
+        My::Date(y, m, d, ..) => NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
+            .map(Value::Date)
+            .ok_or_else(|| format!("date {y:04}-{m:02}-{d:02} has no exact form (zero date?)")),
+        _ => Err("DATE value".into()),
+    }
+}
+
+fn datetime(my: My) -> Result<Value, String> {
+    match my {
+        My::Date(y, mo, d, h, mi, s, us) => NaiveDate::from_ymd_opt(y as i32, mo as u32, d as u32)
+            .and_then(|date| date.and_hms_micro_opt(h as u32, mi as u32, s as u32, us))
+            .map(Value::Timestamp)
+            .ok_or_else(|| {
+                format!("datetime {y:04}-{mo:02}-{d:02} has no exact form (zero date?)")
+            }),
+        _ => Err("DATETIME value".into()),
+    }
+}
+
+/// TIMESTAMP arrives as seconds since the epoch, `secs` or `secs.micros` text.
+fn timestamp(my: My) -> Result<Value, String> {
+    let (secs, micros) = match my {
+        My::Int(i) => (i, 0),
+        My::Bytes(b) => {
+            let t = String::from_utf8(b).map_err(|_| "TIMESTAMP value")?;
+            let (s, f) = t.split_once('.').unwrap_or((&t, "0"));
+            let frac = format!("{f:0<6}");
+            (
+                s.parse().map_err(|_| "TIMESTAMP value")?,
+                frac[..6].parse().map_err(|_| "TIMESTAMP value")?,
+            )
+        }
+        _ => return Err("TIMESTAMP value".into()),
+    };
+    if secs == 0 && micros == 0 {
+        return Err("timestamp 0 (zero date) has no exact form".into());
+    }
+    DateTime::from_timestamp(secs, micros * 1000)
+        .map(Value::TimestampTz)
+        .ok_or_else(|| "TIMESTAMP out of range".into())
+}
+
+fn time(my: My) -> Result<Value, String> {
+    match my {
+        My::Time(neg, days, h, m, s, us) => {
+            if neg || days > 0 {
+                // Outside a time of day: keep the exact text, the target decides (interval, text).
+                let sign = if neg { "-" } else { "" };
+                let hours = days * 24 + h as u32;
+                return Ok(Value::Text(format!(
+                    "{sign}{hours:02}:{m:02}:{s:02}.{us:06}"
+                )));
+            }
+            NaiveTime::from_hms_micro_opt(h as u32, m as u32, s as u32, us)
+                .map(Value::Time)
+                .ok_or_else(|| "TIME value".into())
+        }
+        _ => Err("TIME value".into()),
+    }
+}
+
+fn enum_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
+    let idx = match my {
+        My::Int(i) => i as usize,
+        My::UInt(u) => u as usize,
+        _ => return Err("ENUM value".into()),
+    };
+    if idx == 0 {
+        return Ok(Value::Text(String::new()));
+    }
+    col.variants
+        .get(idx - 1)
+        .map(|v| Value::Text(v.clone()))
+        .ok_or_else(|| format!("ENUM index {idx} has no name (is binlog_row_metadata=FULL?)"))
+}
+
+fn set_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
+    let My::Bytes(b) = my else {
+        return Err("SET value".into());
+    };
+    let mut bits = 0u64;
+    for (i, byte) in b.iter().enumerate().take(8) {
+        bits |= (*byte as u64) << (8 * i);
+    }
+    let mut names = Vec::new();
+    for i in 0..64 {
+        if bits & (1 << i) != 0 {
+            let name = col.variants.get(i).ok_or_else(|| {
+                format!("SET member {i} has no name (is binlog_row_metadata=FULL?)")
+            })?;
+            names.push(name.as_str());
+        }
+    }
+    Ok(Value::Text(names.join(",")))
+}
+
+/// BIT(n) as its binary digits, most significant first: what PostgreSQL's bit/varbit take.
+fn bits(my: My) -> Result<Value, String> {
+    let My::Bytes(b) = my else {
+        return Err("BIT value".into());
+    };
+    let digits: String = b.iter().map(|byte| format!("{byte:08b}")).collect();
+    let trimmed = digits.trim_start_matches('0');
+    Ok(Value::Text(if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(ty: ColumnType) -> ColumnInfo {
+        ColumnInfo {
+            name: "c".into(),
+            column_type: Some(ty),
+            charset: 45,
+            ..Default::default()
+        }
+    }
+
+    fn v(c: &ColumnInfo, my: My) -> Result<Value, String> {
+        value(c, BinlogValue::Value(my))
+    }
+
+    #[test]
+    fn integers_keep_unsigned_range() {
+        let c = col(ColumnType::MYSQL_TYPE_LONGLONG);
+        assert_eq!(v(&c, My::UInt(u64::MAX)), Ok(Value::UInt(u64::MAX)));
+        assert_eq!(v(&c, My::UInt(5)), Ok(Value::Int(5)));
+        assert_eq!(v(&c, My::Int(-5)), Ok(Value::Int(-5)));
+        assert_eq!(v(&c, My::NULL), Ok(Value::Null));
+    }
+
+    #[test]
+    fn float_keeps_its_shortest_form() {
+        assert_eq!(
+            v(&col(ColumnType::MYSQL_TYPE_FLOAT), My::Float(1.1)),
+            Ok(Value::Float(1.1))
+        );
+    }
+
+    #[test]
+    fn zero_dates_are_row_errors() {
+        let d = col(ColumnType::MYSQL_TYPE_DATE);
+        assert!(v(&d, My::Date(0, 0, 0, 0, 0, 0, 0))
+            .unwrap_err()
+            .contains("zero date"));
+        let dt = col(ColumnType::MYSQL_TYPE_DATETIME2);
+        assert!(v(&dt, My::Date(0, 0, 0, 0, 0, 0, 0)).is_err());
+        assert_eq!(
+            v(&dt, My::Date(2024, 2, 29, 23, 59, 58, 123456)),
+            Ok(Value::Timestamp(
+                NaiveDate::from_ymd_opt(2024, 2, 29)
+                    .unwrap()
+                    .and_hms_micro_opt(23, 59, 58, 123456)
+                    .unwrap()
+            ))
+        );
+        let ts = col(ColumnType::MYSQL_TYPE_TIMESTAMP2);
+        assert!(v(&ts, My::Bytes(b"0".to_vec())).is_err());
+        let Ok(Value::TimestampTz(t)) = v(&ts, My::Bytes(b"1700000000.5".to_vec())) else {
+            panic!()
+        };
+        assert_eq!(
+            (t.timestamp(), t.timestamp_subsec_micros()),
+            (1_700_000_000, 500_000)
+        );
+    }
+
+    #[test]
+    fn text_binary_enum_set_bit() {
+        let t = col(ColumnType::MYSQL_TYPE_VARCHAR);
+        assert_eq!(
+            v(&t, My::Bytes("é🎉".as_bytes().to_vec())),
+            Ok(Value::Text("é🎉".into()))
+        );
+        assert!(v(&t, My::Bytes(vec![0xff, 0xfe])).is_err());
+        let mut b = col(ColumnType::MYSQL_TYPE_BLOB);
+        b.charset = BINARY_CHARSET;
+        assert_eq!(
+            v(&b, My::Bytes(vec![0, 255])),
+            Ok(Value::Bytes(vec![0, 255]))
+        );
+        let mut e = col(ColumnType::MYSQL_TYPE_ENUM);
+        e.variants = vec!["open".into(), "won".into()];
+        assert_eq!(v(&e, My::Int(2)), Ok(Value::Text("won".into())));
+        assert!(v(&e, My::Int(3)).is_err());
+        let mut s = col(ColumnType::MYSQL_TYPE_SET);
+        s.variants = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(v(&s, My::Bytes(vec![0b101])), Ok(Value::Text("a,c".into())));
+        assert_eq!(
+            v(&col(ColumnType::MYSQL_TYPE_BIT), My::Bytes(vec![0, 5])),
+            Ok(Value::Text("101".into()))
+        );
+        assert_eq!(
+            v(
+                &col(ColumnType::MYSQL_TYPE_NEWDECIMAL),
+                My::Bytes(b"-1.500000000".to_vec())
+            ),
+            Ok(Value::Decimal("-1.500000000".into()))
+        );
+    }
+
+    #[test]
+    fn times_outside_a_day_keep_their_text() {
+        let c = col(ColumnType::MYSQL_TYPE_TIME2);
+        assert_eq!(
+            v(&c, My::Time(true, 1, 2, 3, 4, 0)),
+            Ok(Value::Text("-26:03:04.000000".into()))
+        );
+        assert!(matches!(
+            v(&c, My::Time(false, 0, 10, 0, 0, 5)),
+            Ok(Value::Time(_))
+        ));
+    }
+}
