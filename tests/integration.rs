@@ -13,3 +13,6 @@ mod config_errors;
 
 #[path = "scenarios/erp_to_crm.rs"]
 mod erp_to_crm;
+
+#[path = "scenarios/erp_to_crm_types.rs"]
+mod erp_to_crm_types;

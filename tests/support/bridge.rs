@@ -8,10 +8,11 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{free_port, mariadb, rowbridge_command, spawn_tied, wait_until, PgServer};
+use super::{free_port, rowbridge_command, spawn_tied, wait_until, MariaServer, PgServer};
 
 pub struct Bridge {
     pub pg: &'static PgServer,
+    pub my: &'static MariaServer,
     pub crm: String,
     pub erp: String,
     pub dir: PathBuf,
@@ -36,7 +37,15 @@ impl Bridge {
         erp_sql: &str,
         mappings: &[(&str, &str)],
     ) -> Bridge {
-        Self::with_pg(super::pg(), prefix, crm_sql, erp_sql, mappings).await
+        Self::with_servers(
+            super::pg(),
+            super::mariadb(),
+            prefix,
+            crm_sql,
+            erp_sql,
+            mappings,
+        )
+        .await
     }
 
     /// Like [`Bridge::new`] with the CRM on another PostgreSQL server.
@@ -47,24 +56,33 @@ impl Bridge {
         erp_sql: &str,
         mappings: &[(&str, &str)],
     ) -> Bridge {
+        Self::with_servers(pg, super::mariadb(), prefix, crm_sql, erp_sql, mappings).await
+    }
+
+    /// Like [`Bridge::new`] on the given servers.
+    pub async fn with_servers(
+        pg: &'static PgServer,
+        my: &'static MariaServer,
+        prefix: &str,
+        crm_sql: &str,
+        erp_sql: &str,
+        mappings: &[(&str, &str)],
+    ) -> Bridge {
         let crm = pg.create_database(&format!("{prefix}_crm")).await;
-        let erp = mariadb().create_database(&format!("{prefix}_erp")).await;
+        let erp = my.create_database(&format!("{prefix}_erp")).await;
         pg.exec(&crm, crm_sql).await;
-        mariadb().exec(&erp, erp_sql).await;
+        my.exec(&erp, erp_sql).await;
         let dir = super::root_dir().join(format!("bridge_{crm}"));
         std::fs::create_dir_all(dir.join("mappings")).unwrap();
         for (name, text) in mappings {
             std::fs::write(dir.join("mappings").join(format!("{name}.toml")), text).unwrap();
         }
         std::fs::write(dir.join("crm.password"), format!("{}\n", pg.password)).unwrap();
-        std::fs::write(
-            dir.join("erp.password"),
-            format!("{}\n", mariadb().password),
-        )
-        .unwrap();
+        std::fs::write(dir.join("erp.password"), format!("{}\n", my.password)).unwrap();
         let slot = format!("rb_{}", crm.to_lowercase());
         let bridge = Bridge {
             pg,
+            my,
             config: dir.join("rowbridge.toml"),
             crm,
             erp,
@@ -82,7 +100,7 @@ impl Bridge {
 
     /// (Re)write the config; `extra` is appended to the `[pipeline]` section.
     pub fn write_config(&self, extra: &str) {
-        let (p, m) = (self.pg, mariadb());
+        let (p, m) = (self.pg, self.my);
         let text = format!(
             r#"
 [store]
@@ -263,7 +281,7 @@ server_id = {server_id}
     }
 
     pub async fn erp_exec(&self, sql: &str) {
-        mariadb().exec(&self.erp, sql).await;
+        self.my.exec(&self.erp, sql).await;
     }
 
     pub async fn crm_rows(&self, sql: &str) -> Rows {
@@ -283,7 +301,7 @@ server_id = {server_id}
     }
 
     pub async fn erp_rows(&self, sql: &str) -> Rows {
-        let mut conn = mariadb().conn(&self.erp).await;
+        let mut conn = self.my.conn(&self.erp).await;
         let rows: Vec<mysql_async::Row> = conn
             .query(sql)
             .await

@@ -29,15 +29,20 @@ pub struct MariaServer {
 /// The shared MariaDB server, started (blocking) on first call.
 pub fn mariadb() -> &'static MariaServer {
     static MARIA: OnceLock<Result<MariaServer, String>> = OnceLock::new();
-    match MARIA.get_or_init(MariaServer::boot) {
+    match MARIA.get_or_init(|| MariaServer::boot("mariadb")) {
         Ok(server) => server,
         Err(e) => panic!("private MariaDB failed to start: {e}"),
     }
 }
 
 impl MariaServer {
-    fn boot() -> Result<MariaServer, String> {
-        let dir = super::server_dir("mariadb");
+    /// A separate server of its own (not shared), for tests that purge binlogs or restart it.
+    pub fn start_custom(name: &str) -> MariaServer {
+        Self::boot(name).unwrap_or_else(|e| panic!("MariaDB {name} failed to start: {e}"))
+    }
+
+    fn boot(name: &str) -> Result<MariaServer, String> {
+        let dir = super::server_dir(name);
         let data_dir = dir.join("data");
         let mut install = Command::new("mariadb-install-db");
         install
