@@ -270,9 +270,9 @@ async fn replaying_an_applied_range_changes_nothing() {
             .unwrap_or(0.0)
     };
     crate::support::wait_until(
-        "the replayed range is applied again",
+        "the whole replayed range (250 updates, 100 deletes, 200 inserts) is applied again",
         Duration::from_secs(30),
-        || async { port_metric().await >= 200.0 },
+        || async { port_metric().await >= 550.0 },
     )
     .await;
     b.stop();

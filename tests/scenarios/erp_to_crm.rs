@@ -234,13 +234,13 @@ async fn erp_replaying_an_applied_range_changes_nothing() {
     );
     b.start_ready().await;
     wait_until(
-        "the replayed range is applied again",
+        "the whole replayed range (250 updates, 100 deletes, 200 inserts) is applied again",
         Duration::from_secs(30),
         || async {
             b.metric("rowbridge_changes_applied_total")
                 .await
                 .unwrap_or(0.0)
-                >= 200.0
+                >= 550.0
         },
     )
     .await;
