@@ -147,3 +147,29 @@ async fn wait_rows(b: &Bridge, want: &[Vec<Option<String>>]) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_stay_right_across_alter_table() {
+    let crm = "CREATE TABLE items (id bigint PRIMARY KEY, name text, price numeric(10,2));";
+    let erp = "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT, price DECIMAL(10,2));";
+    let m = "key = [\"id\"]\n[source]\nendpoint = \"crm\"\ntable = \"items\"\n[target]\nendpoint = \"erp\"\ntable = \"items\"\n[columns]\nid = \"id\"\nname = \"name\"\nprice = \"price\"\n";
+    let mut b = Bridge::new("c2e_alter", crm, erp, &[("items", m)]).await;
+    b.start_ready().await;
+    let crm_sql = "SELECT id::text, name, price::text FROM items ORDER BY items.id";
+    let erp_sql = "SELECT id, name, price FROM items ORDER BY id";
+    b.crm_exec("INSERT INTO items VALUES (1, 'a', 1.50)").await;
+    b.wait_equal(crm_sql, erp_sql, Duration::from_secs(30))
+        .await;
+    b.crm_exec("ALTER TABLE items ADD COLUMN extra int").await;
+    b.crm_exec("INSERT INTO items (extra, id, name, price) VALUES (9, 2, 'b', 2.25)")
+        .await;
+    b.crm_exec("ALTER TABLE items DROP COLUMN name; ALTER TABLE items ADD COLUMN name text")
+        .await;
+    b.crm_exec("UPDATE items SET name = 'renamed', price = 3.00 WHERE id = 1")
+        .await;
+    b.crm_exec("UPDATE items SET name = 'b2' WHERE id = 2")
+        .await;
+    b.wait_equal(crm_sql, erp_sql, Duration::from_secs(30))
+        .await;
+    b.stop();
+}

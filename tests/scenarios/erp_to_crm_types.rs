@@ -203,3 +203,81 @@ async fn purged_binlog_stops_the_flow_with_a_resync_hint() {
     b.stop();
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_stay_right_across_alter_table() {
+    let erp = "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT, price DECIMAL(10,2));";
+    let crm = "CREATE TABLE items (id bigint PRIMARY KEY, name text, price numeric(10,2));";
+    let m = "key = [\"id\"]\n[source]\nendpoint = \"erp\"\ntable = \"items\"\n[target]\nendpoint = \"crm\"\ntable = \"items\"\n[columns]\nid = \"id\"\nname = \"name\"\nprice = \"price\"\n";
+    let mut b = Bridge::new("e2c_alter", crm, erp, &[("items", m)]).await;
+    b.start_ready().await;
+    let crm_sql = "SELECT id::text, name, price::text FROM items ORDER BY items.id";
+    let erp_sql = "SELECT id, name, price FROM items ORDER BY id";
+    b.erp_exec("INSERT INTO items VALUES (1, 'a', 1.50)").await;
+    b.wait_equal(crm_sql, erp_sql, Duration::from_secs(30))
+        .await;
+    // Columns move: a new first column, a dropped one re-added at the end.
+    b.erp_exec("ALTER TABLE items ADD COLUMN extra INT FIRST")
+        .await;
+    b.erp_exec("INSERT INTO items (extra, id, name, price) VALUES (9, 2, 'b', 2.25)")
+        .await;
+    b.erp_exec("ALTER TABLE items DROP COLUMN name, ADD COLUMN name TEXT")
+        .await;
+    b.erp_exec("UPDATE items SET name = 'renamed', price = 3.00 WHERE id = 1")
+        .await;
+    b.erp_exec("UPDATE items SET name = 'b2' WHERE id = 2")
+        .await;
+    b.wait_equal(crm_sql, erp_sql, Duration::from_secs(30))
+        .await;
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_binlog_settings_are_refused_with_the_fix() {
+    let server: &'static crate::support::MariaServer = Box::leak(Box::new(
+        crate::support::MariaServer::start_custom("mariadb_settings"),
+    ));
+    let erp = "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT);";
+    let crm = "CREATE TABLE items (id bigint PRIMARY KEY, name text);";
+    let m = "key = [\"id\"]\n[source]\nendpoint = \"erp\"\ntable = \"items\"\n[target]\nendpoint = \"crm\"\ntable = \"items\"\n[columns]\nid = \"id\"\nname = \"name\"\n";
+    let b = Bridge::with_servers(
+        crate::support::pg(),
+        server,
+        "e2c_settings",
+        crm,
+        erp,
+        &[("items", m)],
+    )
+    .await;
+    for (setting, bad) in [
+        ("binlog_row_image", "MINIMAL"),
+        ("binlog_format", "MIXED"),
+        ("binlog_row_metadata", "MINIMAL"),
+    ] {
+        server
+            .exec("", &format!("SET GLOBAL {setting} = '{bad}'"))
+            .await;
+        for cmd in [&["check"][..], &["run"][..]] {
+            let out = b.cli(cmd);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{setting} {cmd:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{setting} is '{bad}'")),
+                "{cmd:?}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("set {setting} = ")),
+                "{cmd:?}: {stderr}"
+            );
+        }
+        let good = if setting == "binlog_format" {
+            "ROW"
+        } else {
+            "FULL"
+        };
+        server
+            .exec("", &format!("SET GLOBAL {setting} = '{good}'"))
+            .await;
+    }
+    server.stop();
+}
