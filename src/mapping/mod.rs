@@ -4,6 +4,7 @@
 //! startup; every error names the file and line. The live-schema check (tables, columns, unique
 //! target key) lives in [`crate::catalog`] and reports against the same file positions.
 
+pub mod convert;
 mod file;
 mod transform;
 
