@@ -16,3 +16,6 @@ mod erp_to_crm;
 
 #[path = "scenarios/erp_to_crm_types.rs"]
 mod erp_to_crm_types;
+
+#[path = "scenarios/flows.rs"]
+mod flows;

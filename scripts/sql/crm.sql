@@ -48,3 +48,10 @@ CREATE TABLE opportunity_lines (
     quantity       integer NOT NULL,
     unit_price     numeric(18,4) NOT NULL
 );
+
+CREATE TABLE product_stock (
+    sku        text NOT NULL,
+    warehouse  text NOT NULL,
+    quantity   numeric(18,4) NOT NULL DEFAULT 0,
+    PRIMARY KEY (sku, warehouse)
+);

@@ -110,6 +110,52 @@ pub fn compare(
             Some(_) => {}
         }
     }
+    for c in &m.computed {
+        if let crate::mapping::Computed::Concat { sources, .. } = &c.kind {
+            for src in sources {
+                if source.column(src).is_none() {
+                    out.errors.push(m.error(
+                        c.line,
+                        format!(
+                            "computed.{}: column '{src}' does not exist in source table {}",
+                            c.target, m.source
+                        ),
+                    ));
+                }
+            }
+        }
+        if target.column(&c.target).is_none() {
+            out.errors.push(m.error(
+                c.line,
+                format!(
+                    "computed column '{}' does not exist in target table {}",
+                    c.target, m.target
+                ),
+            ));
+        }
+    }
+    for f in &m.filters {
+        if source.column(&f.column).is_none() {
+            out.errors.push(m.error(
+                f.line,
+                format!(
+                    "filter column '{}' does not exist in source table {}",
+                    f.column, m.source
+                ),
+            ));
+        }
+    }
+    if let crate::mapping::OnDelete::Set { column, .. } = &m.on_delete {
+        if target.column(column).is_none() {
+            out.errors.push(m.error(
+                1,
+                format!(
+                    "on_delete: soft-delete column '{column}' does not exist in target table {}",
+                    m.target
+                ),
+            ));
+        }
+    }
     let key = m.target_key();
     if !target.is_unique_key(&key) {
         out.errors.push(m.error(
@@ -122,7 +168,8 @@ pub fn compare(
         ));
     }
     // Another unique key whose columns rowbridge writes can make an upsert hit the wrong row.
-    let mapped: Vec<&str> = m.columns.iter().map(|c| c.target.as_str()).collect();
+    let mut mapped: Vec<&str> = m.columns.iter().map(|c| c.target.as_str()).collect();
+    mapped.extend(m.computed.iter().map(|c| c.target.as_str()));
     let others: Vec<String> = target
         .unique_keys
         .iter()

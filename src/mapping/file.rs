@@ -1,9 +1,11 @@
 //! Mapping files as written: parsed with spans so every error names its file and line.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::config::line_of;
@@ -16,12 +18,30 @@ pub(crate) struct MappingFile {
     /// Unique mapping name; default: the file stem.
     #[serde(default)]
     pub name: Option<Spanned<String>>,
+    /// `source->target` endpoint names, checked against [source] and [target] when given.
+    #[serde(default)]
+    pub direction: Option<Spanned<String>>,
     pub source: Spanned<TableSpec>,
     pub target: Spanned<TableSpec>,
     /// Source key columns; their mapped names must be a unique key of the target table.
     pub key: Spanned<Vec<Spanned<String>>>,
-    /// Source column -> target column (a name, or a table with `to`).
+    /// Source column -> target column (a name, or a table with `to` and conversions).
     pub columns: Spanned<BTreeMap<Spanned<String>, Spanned<ColumnSpec>>>,
+    /// Target columns computed from constants or several source columns.
+    #[serde(default)]
+    pub computed: Option<Spanned<BTreeMap<Spanned<String>, Spanned<ComputedSpec>>>>,
+    /// Only rows whose source columns pass every test are replicated.
+    #[serde(default)]
+    pub filter: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    /// What a row that stops passing the filter does to the target: `delete` (default) or `keep`.
+    #[serde(default)]
+    pub on_filter_leave: Option<Spanned<String>>,
+    /// What a source delete does: `delete` (default), `ignore`, or `{ set = "column", value = ... }`.
+    #[serde(default)]
+    pub on_delete: Option<Spanned<toml::Value>>,
+    /// What a source TRUNCATE does: `truncate` (default) or `ignore`.
+    #[serde(default)]
+    pub on_truncate: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,25 +54,96 @@ pub(crate) struct TableSpec {
     pub table: Spanned<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum ColumnSpec {
-    Rename(String),
-    Full(ColumnTable),
+/// A column: `source = "target"` or `source = { to = "target", ...conversions }`.
+#[derive(Debug)]
+pub(crate) struct ColumnSpec(pub ColumnTable);
+
+/// The conversions of one column, applied in this order: if_null, transform (in list order),
+/// split, map, multiply, divide, round, timezone, cast.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ColumnTable {
+    pub to: String,
+    #[serde(default)]
+    pub if_null: Option<toml::Value>,
+    #[serde(default)]
+    pub transform: Vec<String>,
+    #[serde(default)]
+    pub split: Option<SplitSpec>,
+    #[serde(default)]
+    pub map: Option<BTreeMap<String, toml::Value>>,
+    /// `error` (default: the row goes to the dead-letter queue), `default`, or `pass`.
+    #[serde(default)]
+    pub unmapped: Option<String>,
+    /// The value for unmapped values when `unmapped = "default"`.
+    #[serde(default)]
+    pub default: Option<toml::Value>,
+    #[serde(default)]
+    pub multiply: Option<toml::Value>,
+    #[serde(default)]
+    pub divide: Option<toml::Value>,
+    #[serde(default)]
+    pub round: Option<i64>,
+    #[serde(default)]
+    pub timezone: Option<TimezoneSpec>,
+    #[serde(default)]
+    pub cast: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ColumnTable {
+pub(crate) struct SplitSpec {
+    pub separator: String,
+    pub part: i64,
+    #[serde(default)]
+    pub rest: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimezoneSpec {
+    pub from: String,
     pub to: String,
 }
 
-impl ColumnSpec {
-    pub fn target(&self) -> &str {
-        match self {
-            ColumnSpec::Rename(t) => t,
-            ColumnSpec::Full(c) => &c.to,
+/// A computed target column: a constant, or source columns joined.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ComputedSpec {
+    #[serde(default)]
+    pub constant: Option<toml::Value>,
+    #[serde(default)]
+    pub concat: Option<Vec<String>>,
+    #[serde(default)]
+    pub separator: Option<String>,
+    #[serde(default)]
+    pub transform: Vec<String>,
+    #[serde(default)]
+    pub cast: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ColumnSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ColumnSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a target column name or a table with `to`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<ColumnSpec, E> {
+                Ok(ColumnSpec(ColumnTable {
+                    to: s.to_string(),
+                    ..ColumnTable::default()
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<ColumnSpec, A::Error> {
+                ColumnTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(ColumnSpec)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 

@@ -4,15 +4,18 @@
 //! startup; every error names the file and line. The live-schema check (tables, columns, unique
 //! target key) lives in [`crate::catalog`] and reports against the same file positions.
 
+mod compile;
 pub mod convert;
 mod file;
 mod transform;
+
+use compile::compile;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Config, EndpointKind};
+use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub use transform::{describe_key, BoundMapping, TargetOp, TargetTable};
@@ -33,11 +36,58 @@ impl std::fmt::Display for TableRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A source column written to a target column, through conversion steps.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ColumnMap {
     pub source: String,
     pub target: String,
     pub line: usize,
+    pub steps: Vec<convert::Step>,
+}
+
+/// A target column that no single source column feeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedColumn {
+    pub target: String,
+    pub line: usize,
+    pub kind: Computed,
+    pub steps: Vec<convert::Step>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Computed {
+    Constant(crate::model::Value),
+    Concat {
+        sources: Vec<String>,
+        separator: String,
+    },
+}
+
+/// One filter test on a source column; a row passes when every test passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub column: String,
+    pub line: usize,
+    pub test: FilterTest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterTest {
+    /// The value's text form is one of these.
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    IsNull(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnDelete {
+    Delete,
+    Ignore,
+    /// Soft delete: set this target column to this value.
+    Set {
+        column: String,
+        value: crate::model::Value,
+    },
 }
 
 /// One validated mapping file.
@@ -52,6 +102,12 @@ pub struct Mapping {
     /// Source key columns (each also in `columns`).
     pub key: Vec<String>,
     pub key_line: usize,
+    pub computed: Vec<ComputedColumn>,
+    pub filters: Vec<Filter>,
+    /// A row leaving the filter deletes its target row (else it is left as it is).
+    pub delete_on_filter_leave: bool,
+    pub on_delete: OnDelete,
+    pub apply_truncate: bool,
 }
 
 impl Mapping {
@@ -174,116 +230,6 @@ impl Mappings {
         v.dedup_by(|a, b| a.namespace == b.namespace && a.table == b.table);
         v
     }
-}
-
-fn compile(p: &file::Parsed, config: &Config) -> Result<Mapping> {
-    let f = &p.file;
-    let stem = p.path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    let name = match &f.name {
-        Some(n) if n.get_ref().trim().is_empty() => return Err(p.err(n, "name: must not be empty")),
-        Some(n) => n.get_ref().clone(),
-        None => stem.unwrap_or_default(),
-    };
-    let source = table_ref(p, &f.source, config, "source")?;
-    let target = table_ref(p, &f.target, config, "target")?;
-    if source.endpoint == target.endpoint {
-        return Err(p.err(
-            &f.target.get_ref().endpoint,
-            format!(
-            "target.endpoint: '{}' is also the source endpoint; a mapping connects two endpoints",
-            target.endpoint
-        ),
-        ));
-    }
-    let mut columns = Vec::new();
-    let mut seen_targets: HashMap<String, usize> = HashMap::new();
-    if f.columns.get_ref().is_empty() {
-        return Err(p.err(&f.columns, "columns: map at least one column"));
-    }
-    for (src, spec) in f.columns.get_ref() {
-        let line = p.line(src);
-        let to = spec.get_ref().target();
-        if src.get_ref().is_empty() || to.is_empty() {
-            return Err(p.err(src, "columns: column names must not be empty"));
-        }
-        if let Some(prev) = seen_targets.insert(to.to_string(), line) {
-            return Err(p.err(
-                src,
-                format!(
-                    "columns.{}: target column '{to}' is already mapped on line {prev}",
-                    src.get_ref()
-                ),
-            ));
-        }
-        columns.push(ColumnMap {
-            source: src.get_ref().clone(),
-            target: to.to_string(),
-            line,
-        });
-    }
-    let key_items = f.key.get_ref();
-    if key_items.is_empty() {
-        return Err(p.err(&f.key, "key: name at least one source key column"));
-    }
-    let mut key = Vec::new();
-    for k in key_items {
-        if !columns.iter().any(|c| &c.source == k.get_ref()) {
-            return Err(p.err(
-                k,
-                format!(
-                    "key: column '{}' must also be mapped in [columns]",
-                    k.get_ref()
-                ),
-            ));
-        }
-        if key.contains(k.get_ref()) {
-            return Err(p.err(k, format!("key: column '{}' is listed twice", k.get_ref())));
-        }
-        key.push(k.get_ref().clone());
-    }
-    Ok(Mapping {
-        name,
-        file: p.path.clone(),
-        source,
-        target,
-        columns,
-        key,
-        key_line: p.line(&f.key),
-    })
-}
-
-fn table_ref(
-    p: &file::Parsed,
-    spec: &toml::Spanned<file::TableSpec>,
-    config: &Config,
-    side: &str,
-) -> Result<TableRef> {
-    let s = spec.get_ref();
-    let endpoint = s.endpoint.get_ref();
-    let Some(ep) = config.endpoints.get(endpoint) else {
-        let known: Vec<&str> = config.endpoints.keys().map(String::as_str).collect();
-        return Err(p.err(
-            &s.endpoint,
-            format!(
-                "{side}.endpoint: unknown endpoint '{endpoint}' (configured: {})",
-                known.join(", ")
-            ),
-        ));
-    };
-    if s.table.get_ref().is_empty() {
-        return Err(p.err(&s.table, format!("{side}.table: must not be empty")));
-    }
-    let namespace = match (&s.schema, ep.kind) {
-        (Some(ns), _) => ns.get_ref().clone(),
-        (None, EndpointKind::Postgres) => "public".to_string(),
-        (None, EndpointKind::Mysql) => ep.database.clone(),
-    };
-    Ok(TableRef {
-        endpoint: endpoint.clone(),
-        namespace,
-        table: s.table.get_ref().clone(),
-        line: p.line(&s.table),
-    })
 }
 
 #[cfg(test)]

@@ -110,6 +110,7 @@ fn columns_are_sorted_by_source_with_their_lines() {
         source: source.into(),
         target: target.into(),
         line,
+        steps: Vec::new(),
     };
     assert_eq!(
         m.columns,
@@ -546,7 +547,6 @@ id = "id"
     );
 }
 
-/// The line is right; the message comes from serde's untagged enum and does not name `type`.
 #[test]
 fn column_table_form_with_unknown_key() {
     fails_at(
@@ -563,7 +563,7 @@ id = "id"
 email = { to = "mail", type = "text" }
 "#,
         10,
-        "did not match any variant",
+        "unknown field `type`, expected one of `to`",
     );
 }
 
@@ -582,7 +582,7 @@ table = "customer"
 id = 1
 "#,
         9,
-        "did not match any variant",
+        "invalid type: integer `1`, expected a target column name or a table with `to`",
     );
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::model::{Op, RowChange, RowImage, TableSchema, Value};
 
-use super::Mapping;
+use super::{convert, Computed, FilterTest, Mapping, OnDelete};
 
 /// A target table as the sink writes it: column order fixed by the mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,14 +71,20 @@ pub struct BoundMapping {
     pub mapping: Arc<Mapping>,
     pub target: Arc<TargetTable>,
     pub schema: Arc<TableSchema>,
-    /// For each target column, the source column index.
+    /// For each mapped column (in `mapping.columns` order), the source column index.
     src_idx: Vec<usize>,
     /// For each key column, the source column index.
     key_src: Vec<usize>,
+    /// For each computed concat, its source column indexes.
+    concat_src: Vec<Vec<usize>>,
+    /// Filter tests with their source column index.
+    filters: Vec<(usize, FilterTest)>,
+    /// Target column of a soft delete, when the mapping has one.
+    soft_delete: Option<(usize, Value)>,
 }
 
 impl BoundMapping {
-    /// Fails (naming the mapping file and line) when the source table lacks a mapped column.
+    /// Fails (naming the mapping file and line) when the source table lacks a used column.
     pub fn bind(mapping: Arc<Mapping>, schema: Arc<TableSchema>) -> Result<BoundMapping> {
         let find = |name: &str, line: usize| {
             schema.column_index(name).ok_or_else(|| {
@@ -91,15 +97,41 @@ impl BoundMapping {
                 )
             })
         };
-        let mut src_idx = Vec::with_capacity(mapping.columns.len());
-        for c in &mapping.columns {
-            src_idx.push(find(&c.source, c.line)?);
+        let src_idx = mapping
+            .columns
+            .iter()
+            .map(|c| find(&c.source, c.line))
+            .collect::<Result<Vec<_>>>()?;
+        let key_src = mapping
+            .key
+            .iter()
+            .map(|k| find(k, mapping.key_line))
+            .collect::<Result<Vec<_>>>()?;
+        let mut concat_src = Vec::new();
+        for c in &mapping.computed {
+            if let Computed::Concat { sources, .. } = &c.kind {
+                concat_src.push(
+                    sources
+                        .iter()
+                        .map(|s| find(s, c.line))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
         }
-        let mut key_src = Vec::with_capacity(mapping.key.len());
-        for k in &mapping.key {
-            key_src.push(find(k, mapping.key_line)?);
-        }
-        let columns: Vec<String> = mapping.columns.iter().map(|c| c.target.clone()).collect();
+        let filters = mapping
+            .filters
+            .iter()
+            .map(|f| Ok((find(&f.column, f.line)?, f.test.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        let mut columns: Vec<String> = mapping.columns.iter().map(|c| c.target.clone()).collect();
+        columns.extend(mapping.computed.iter().map(|c| c.target.clone()));
+        let soft_delete = match &mapping.on_delete {
+            OnDelete::Set { column, value } => {
+                columns.push(column.clone());
+                Some((columns.len() - 1, value.clone()))
+            }
+            _ => None,
+        };
         let key = mapping
             .target_key()
             .iter()
@@ -118,49 +150,94 @@ impl BoundMapping {
             schema,
             src_idx,
             key_src,
+            concat_src,
+            filters,
+            soft_delete,
         })
     }
 
-    /// Map one change. A change without a usable key is a row error.
+    /// Map one change. A change without a usable key, or a value a conversion rejects, is a
+    /// row error (the change goes to the dead-letter queue).
     pub fn apply(&self, change: &RowChange, out: &mut Vec<TargetOp>) -> Result<()> {
+        let table = self.target.clone();
         match change.op {
-            Op::Truncate => out.push(TargetOp::Truncate {
-                table: self.target.clone(),
-            }),
+            Op::Truncate if self.mapping.apply_truncate => out.push(TargetOp::Truncate { table }),
+            Op::Truncate => {}
             Op::Insert => {
                 let after = self.image(change.after.as_ref())?;
-                self.key_of(after)?;
-                out.push(self.upsert(after));
+                if self.passes(after) {
+                    let row = self.target_row(after)?;
+                    self.key_of(&row)?;
+                    out.push(TargetOp::Upsert { table, row });
+                }
             }
             Op::Update => {
                 let after = self.image(change.after.as_ref())?;
-                let new_key = self.key_of(after)?;
+                if !self.passes(after) {
+                    // Left the filter (or never in it): deleting a missing row is harmless.
+                    if self.mapping.delete_on_filter_leave {
+                        self.delete(self.key_from_image(after)?, out);
+                    }
+                    return Ok(());
+                }
+                let row = self.target_row(after)?;
+                let new_key = self.key_of(&row)?;
                 if let Some(before) = change.before.as_ref() {
-                    let old_key = self.key_of(before)?;
+                    let old_key = self.key_from_image(before)?;
                     if old_key != new_key {
-                        out.push(TargetOp::Delete {
-                            table: self.target.clone(),
-                            key: old_key,
-                        });
+                        self.delete(old_key, out);
                     }
                 }
-                out.push(self.upsert(after));
+                out.push(TargetOp::Upsert { table, row });
             }
             Op::Delete => {
                 let before = self.image(change.before.as_ref())?;
-                let key = self.key_of(before)?;
-                out.push(TargetOp::Delete {
-                    table: self.target.clone(),
-                    key,
-                });
+                self.delete(self.key_from_image(before)?, out);
             }
         }
         Ok(())
     }
 
+    /// A delete as the mapping's `on_delete` says: by key, not at all, or a soft delete.
+    fn delete(&self, key: Vec<Value>, out: &mut Vec<TargetOp>) {
+        let table = self.target.clone();
+        match (&self.mapping.on_delete, &self.soft_delete) {
+            (OnDelete::Ignore, _) => {}
+            (OnDelete::Set { .. }, Some((col, value))) => {
+                let mut row = vec![None; table.columns.len()];
+                for (k, v) in table.key.iter().zip(key) {
+                    row[*k] = Some(v);
+                }
+                row[*col] = Some(value.clone());
+                out.push(TargetOp::Upsert { table, row });
+            }
+            _ => out.push(TargetOp::Delete { table, key }),
+        }
+    }
+
+    fn passes(&self, image: &RowImage) -> bool {
+        self.filters.iter().all(|(i, test)| match image.get(*i) {
+            // Not sent (unchanged TOAST): the value did not change, so neither did the verdict
+            // of the row's last version; let it through and let the upsert be idempotent.
+            None | Some(None) => true,
+            Some(Some(v)) => match test {
+                FilterTest::IsNull(want) => v.is_null() == *want,
+                FilterTest::In(values) => {
+                    convert::text_form(v).is_some_and(|t| values.contains(&t))
+                }
+                FilterTest::NotIn(values) => {
+                    convert::text_form(v).is_none_or(|t| !values.contains(&t))
+                }
+            },
+        })
+    }
+
     /// Whether this mapping reads source column `i`.
     pub fn uses_column(&self, i: usize) -> bool {
-        self.src_idx.contains(&i) || self.key_src.contains(&i)
+        self.src_idx.contains(&i)
+            || self.key_src.contains(&i)
+            || self.concat_src.iter().any(|c| c.contains(&i))
+            || self.filters.iter().any(|(f, _)| *f == i)
     }
 
     /// The change's key as text for a dead-letter record, as far as the images carry it.
@@ -179,42 +256,100 @@ impl BoundMapping {
     }
 
     fn image<'a>(&self, image: Option<&'a RowImage>) -> Result<&'a RowImage> {
-        image.ok_or_else(|| self.row_error(String::new(), "change carries no row image"))
+        image.ok_or_else(|| self.row_error("change carries no row image".into()))
     }
 
-    fn upsert(&self, image: &RowImage) -> TargetOp {
-        let row = self
-            .src_idx
-            .iter()
-            .map(|&i| image.get(i).cloned().flatten())
-            .collect();
-        TargetOp::Upsert {
-            table: self.target.clone(),
-            row,
+    /// The target row: each column converted; `None` where the source did not send the value.
+    fn target_row(&self, image: &RowImage) -> Result<Vec<Option<Value>>> {
+        let m = &self.mapping;
+        let mut row = Vec::with_capacity(self.target.columns.len());
+        for (c, &i) in m.columns.iter().zip(&self.src_idx) {
+            row.push(match image.get(i).cloned().flatten() {
+                Some(v) => Some(self.convert(&c.steps, v, &c.source)?),
+                None => None,
+            });
         }
+        let mut concats = self.concat_src.iter();
+        for c in &m.computed {
+            row.push(match &c.kind {
+                Computed::Constant(v) => Some(self.convert(&c.steps, v.clone(), &c.target)?),
+                Computed::Concat { separator, .. } => {
+                    let idx = concats.next().expect("bound per concat");
+                    let parts: Option<Vec<Value>> = idx
+                        .iter()
+                        .map(|&i| image.get(i).cloned().flatten())
+                        .collect();
+                    match parts {
+                        Some(parts) => {
+                            let joined = convert::concat(&parts, separator)
+                                .map_err(|e| self.column_error(&c.target, e))?;
+                            Some(self.convert(&c.steps, joined, &c.target)?)
+                        }
+                        None => None,
+                    }
+                }
+            });
+        }
+        if self.soft_delete.is_some() {
+            row.push(None);
+        }
+        Ok(row)
     }
 
-    fn key_of(&self, image: &RowImage) -> Result<Vec<Value>> {
+    fn convert(&self, steps: &[convert::Step], v: Value, column: &str) -> Result<Value> {
+        if steps.is_empty() {
+            return Ok(v);
+        }
+        convert::apply(steps, v).map_err(|e| self.column_error(column, e))
+    }
+
+    fn column_error(&self, column: &str, reason: String) -> Error {
+        self.row_error(format!("column '{column}': {reason}"))
+    }
+
+    /// The target key from a source image, converting only the key columns.
+    fn key_from_image(&self, image: &RowImage) -> Result<Vec<Value>> {
+        let m = &self.mapping;
         let mut key = Vec::with_capacity(self.key_src.len());
-        for (n, &i) in self.key_src.iter().enumerate() {
-            match image.get(i) {
+        for (name, &i) in m.key.iter().zip(&self.key_src) {
+            let steps = m
+                .columns
+                .iter()
+                .find(|c| &c.source == name)
+                .map(|c| c.steps.as_slice());
+            let v = match image.get(i).cloned().flatten() {
+                Some(v) if !v.is_null() => self.convert(steps.unwrap_or_default(), v, name)?,
+                _ => return Err(self.row_error(format!("key column '{name}' is NULL or missing"))),
+            };
+            if v.is_null() {
+                return Err(self.row_error(format!("key column '{name}' is NULL or missing")));
+            }
+            key.push(v);
+        }
+        Ok(key)
+    }
+
+    fn key_of(&self, row: &[Option<Value>]) -> Result<Vec<Value>> {
+        let mut key = Vec::with_capacity(self.target.key.len());
+        for (n, &i) in self.target.key.iter().enumerate() {
+            match row.get(i) {
                 Some(Some(v)) if !v.is_null() => key.push(v.clone()),
                 _ => {
-                    return Err(self.row_error(
-                        String::new(),
-                        format!("key column '{}' is NULL or missing", self.mapping.key[n]),
-                    ))
+                    return Err(self.row_error(format!(
+                        "key column '{}' is NULL or missing",
+                        self.mapping.key[n]
+                    )))
                 }
             }
         }
         Ok(key)
     }
 
-    fn row_error(&self, key: String, reason: impl Into<String>) -> Error {
+    fn row_error(&self, reason: String) -> Error {
         Error::Row {
             table: self.mapping.source.to_string(),
-            key,
-            reason: reason.into(),
+            key: String::new(),
+            reason,
         }
     }
 }

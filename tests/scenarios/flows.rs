@@ -1,0 +1,280 @@
+//! The shipped mappings on the demo schemas (scripts/sql), both directions at once, plus
+//! value maps with dead letters and identifiers that need quoting.
+
+use std::time::{Duration, Instant};
+
+use crate::support::bridge::{tail, Bridge, Rows};
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+async fn demo_bridge(prefix: &str) -> Bridge {
+    let names = [
+        "company_customer",
+        "contact_contact",
+        "opportunity_sales_order",
+        "item_product",
+        "stock_product_stock",
+    ];
+    let files: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.to_string(), repo_file(&format!("mappings/{n}.toml"))))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    Bridge::new(
+        prefix,
+        &repo_file("scripts/sql/crm.sql"),
+        &repo_file("scripts/sql/erp.sql"),
+        &refs,
+    )
+    .await
+}
+
+async fn wait_rows(b: &Bridge, what: &str, erp: bool, sql: &str, want: Rows) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = if erp {
+            b.erp_rows(sql).await
+        } else {
+            b.crm_rows(sql).await
+        };
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: got {got:?}, want {want:?}\nlog:\n{}",
+            tail(&b.log(), 30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
+    v.iter().map(|x| x.map(str::to_string)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_flows_run_both_directions_at_once() {
+    let mut b = demo_bridge("flows").await;
+    assert!(
+        b.cli(&["check"]).status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&b.cli(&["check"]).stderr)
+    );
+    b.start_ready().await;
+    let acme = "11111111-1111-1111-1111-111111111111";
+    b.crm_exec(&format!(
+        "INSERT INTO companies (id, name, domain, annual_revenue, is_customer) \
+         VALUES ('{acme}', '  Acme GmbH ', ' ACME.Example ', 1234567.8912, true)"
+    ))
+    .await;
+    // Currency with 4 decimal places arrives exactly in decimal(21,9); trim/lower applied.
+    wait_rows(
+        &b,
+        "company -> customer",
+        true,
+        "SELECT crm_id, customer_name, website, annual_revenue, is_active FROM customers",
+        vec![row(&[
+            Some(acme),
+            Some("Acme GmbH"),
+            Some("acme.example"),
+            Some("1234567.891200000"),
+            Some("1"),
+        ])],
+    )
+    .await;
+
+    // An opportunity reaches the ERP only once won, and leaves it when it is lost.
+    let opp = "22222222-2222-2222-2222-222222222222";
+    b.crm_exec(&format!(
+        "INSERT INTO opportunities (id, company_id, title, stage, amount, close_date) \
+         VALUES ('{opp}', '{acme}', 'Big deal', 'prospecting', 5000.1250, '2025-01-31')"
+    ))
+    .await;
+    b.crm_exec(&format!(
+        "UPDATE opportunities SET title = 'Big deal 2' WHERE id = '{opp}'"
+    ))
+    .await;
+    b.crm_exec(&format!(
+        "UPDATE opportunities SET stage = 'won' WHERE id = '{opp}'"
+    ))
+    .await;
+    let upper = opp.to_uppercase();
+    wait_rows(&b, "won opportunity -> sales order", true,
+        "SELECT name, crm_id, customer_crm_id, title, status, grand_total, DATE_FORMAT(delivery_date, '%Y-%m-%d') FROM sales_orders",
+        vec![row(&[Some(&upper), Some(opp), Some(acme), Some("Big deal 2"), Some("To Deliver and Bill"), Some("5000.125000000"), Some("2025-01-31")])]).await;
+    b.crm_exec(&format!(
+        "UPDATE opportunities SET stage = 'lost' WHERE id = '{opp}'"
+    ))
+    .await;
+    wait_rows(
+        &b,
+        "lost opportunity leaves the ERP",
+        true,
+        "SELECT count(*) FROM sales_orders",
+        vec![row(&[Some("0")])],
+    )
+    .await;
+
+    // ERP -> CRM in the same daemon: items and stock.
+    b.erp_exec("INSERT INTO items (item_code, item_name, standard_rate) VALUES ('BOLT-M6', ' Bolt M6 ', 12.345678901)").await;
+    b.erp_exec("INSERT INTO stock VALUES ('BOLT-M6', 'Main', 100), ('BOLT-M6', 'East', 2.5)")
+        .await;
+    wait_rows(
+        &b,
+        "item -> product",
+        false,
+        "SELECT sku, name, list_price::text FROM products",
+        vec![row(&[Some("BOLT-M6"), Some("Bolt M6"), Some("12.3457")])],
+    )
+    .await;
+    wait_rows(
+        &b,
+        "stock -> product_stock",
+        false,
+        "SELECT sku, warehouse, quantity::text FROM product_stock ORDER BY warehouse",
+        vec![
+            row(&[Some("BOLT-M6"), Some("East"), Some("2.5000")]),
+            row(&[Some("BOLT-M6"), Some("Main"), Some("100.0000")]),
+        ],
+    )
+    .await;
+    b.erp_exec("UPDATE stock SET actual_qty = 99 WHERE warehouse = 'Main'; DELETE FROM stock WHERE warehouse = 'East'").await;
+    b.erp_exec("UPDATE items SET standard_rate = 13 WHERE item_code = 'BOLT-M6'")
+        .await;
+    wait_rows(
+        &b,
+        "stock update and delete",
+        false,
+        "SELECT sku, warehouse, quantity::text FROM product_stock",
+        vec![row(&[Some("BOLT-M6"), Some("Main"), Some("99.0000")])],
+    )
+    .await;
+    wait_rows(
+        &b,
+        "price update",
+        false,
+        "SELECT list_price::text FROM products",
+        vec![row(&[Some("13.0000")])],
+    )
+    .await;
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmapped_status_goes_to_dead_letters_while_the_rest_flows() {
+    let erp =
+        "CREATE TABLE sales_orders (name VARCHAR(140) PRIMARY KEY, status VARCHAR(40) NOT NULL);";
+    let crm = "CREATE TABLE deals (erp_name text PRIMARY KEY, stage text NOT NULL);";
+    let m = r#"
+key = ["name"]
+[source]
+endpoint = "erp"
+table = "sales_orders"
+[target]
+endpoint = "crm"
+table = "deals"
+[columns]
+name = "erp_name"
+status = { to = "stage", map = { "To Deliver and Bill" = "won", "Completed" = "delivered", "Cancelled" = "lost" } }
+"#;
+    let mut b = Bridge::new("flow_dlq", crm, erp, &[("orders", m)]).await;
+    b.start_ready().await;
+    b.erp_exec("INSERT INTO sales_orders VALUES ('SO-1', 'To Deliver and Bill'), ('SO-2', 'On Hold'), ('SO-3', 'Completed')").await;
+    b.erp_exec("UPDATE sales_orders SET status = 'Cancelled' WHERE name = 'SO-1'")
+        .await;
+    wait_rows(
+        &b,
+        "mapped statuses flow",
+        false,
+        "SELECT erp_name, stage FROM deals ORDER BY 1",
+        vec![
+            row(&[Some("SO-1"), Some("lost")]),
+            row(&[Some("SO-3"), Some("delivered")]),
+        ],
+    )
+    .await;
+    b.stop();
+    let out = b.cli(&["dlq", "list", "-o", "json"]);
+    let dlq: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dlq = dlq.as_array().unwrap();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["key"], "SO-2");
+    assert_eq!(dlq[0]["mapping"], "orders");
+    let reason = dlq[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("column 'status'") && reason.contains("has no entry in the map"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("On Hold"),
+        "the reason must not quote the value: {reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_that_need_quoting_work_both_ways() {
+    let crm = r#"CREATE SCHEMA "Sales Data"; CREATE TABLE "Sales Data"."Order Lines" ("Id" bigint PRIMARY KEY, "select" text, "Unit Price" numeric(18,4));
+                 CREATE TABLE "Back Orders" ("from" bigint PRIMARY KEY, "Group" text);"#;
+    let erp = "CREATE TABLE `Order Lines` (`Id` BIGINT PRIMARY KEY, `select` TEXT, `Unit Price` DECIMAL(18,4));
+               CREATE TABLE `back``orders` (`from` BIGINT PRIMARY KEY, `group` TEXT);";
+    let c2e = r#"
+key = ["Id"]
+[source]
+endpoint = "crm"
+schema = "Sales Data"
+table = "Order Lines"
+[target]
+endpoint = "erp"
+table = "Order Lines"
+[columns]
+Id = "Id"
+select = "select"
+"Unit Price" = "Unit Price"
+"#;
+    let e2c = r#"
+key = ["from"]
+[source]
+endpoint = "erp"
+table = "back`orders"
+[target]
+endpoint = "crm"
+table = "Back Orders"
+[columns]
+from = "from"
+group = "Group"
+"#;
+    let mut b = Bridge::new("flow_quote", crm, erp, &[("c2e", c2e), ("e2c", e2c)]).await;
+    assert!(
+        b.cli(&["check"]).status.success(),
+        "{}",
+        String::from_utf8_lossy(&b.cli(&["check"]).stdout)
+    );
+    b.start_ready().await;
+    b.crm_exec(r#"INSERT INTO "Sales Data"."Order Lines" VALUES (1, 'from "x"', 9.9999)"#)
+        .await;
+    b.erp_exec("INSERT INTO `back``orders` VALUES (7, 'a`b')")
+        .await;
+    wait_rows(
+        &b,
+        "quoted CRM -> ERP",
+        true,
+        "SELECT `Id`, `select`, `Unit Price` FROM `Order Lines`",
+        vec![row(&[Some("1"), Some("from \"x\""), Some("9.9999")])],
+    )
+    .await;
+    wait_rows(
+        &b,
+        "quoted ERP -> CRM",
+        false,
+        r#"SELECT "from"::text, "Group" FROM "Back Orders""#,
+        vec![row(&[Some("7"), Some("a`b")])],
+    )
+    .await;
+    b.stop();
+}
