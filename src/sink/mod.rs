@@ -11,7 +11,10 @@
 pub mod mysql;
 pub mod postgres;
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::mapping::TargetOp;
 
 /// Result of one applied batch.
 #[derive(Debug, Default)]
@@ -20,6 +23,28 @@ pub struct Applied {
     pub rows: usize,
     /// Indexes (into the batch) of operations rejected with a row error, and why.
     pub failed: Vec<(usize, Error)>,
+}
+
+/// End (exclusive) of the run starting at `start`.
+pub(crate) fn run_end(ops: &[TargetOp], start: usize) -> usize {
+    let first = &ops[start];
+    let mut end = start + 1;
+    while end < ops.len() && same_shape(first, &ops[end]) {
+        end += 1;
+    }
+    end
+}
+
+fn same_shape(a: &TargetOp, b: &TargetOp) -> bool {
+    match (a, b) {
+        (TargetOp::Upsert { table: ta, row: ra }, TargetOp::Upsert { table: tb, row: rb }) => {
+            Arc::ptr_eq(ta, tb) && ra.iter().zip(rb).all(|(x, y)| x.is_some() == y.is_some())
+        }
+        (TargetOp::Delete { table: ta, .. }, TargetOp::Delete { table: tb, .. }) => {
+            Arc::ptr_eq(ta, tb)
+        }
+        _ => false,
+    }
 }
 
 /// A connected sink of any kind.

@@ -4,8 +4,6 @@
 //! present columns) form a run, written with multi-row statements. Statement sizes are a power of
 //! two (at most [`MAX_ROWS`]) so the prepared-statement cache sees few distinct shapes.
 
-use std::sync::Arc;
-
 use chrono::{Datelike, Timelike};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as My};
@@ -13,7 +11,7 @@ use mysql_async::{Conn, Value as My};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::Value;
-use crate::sink::Applied;
+use crate::sink::{run_end, Applied};
 
 /// Most rows in one statement.
 const MAX_ROWS: usize = 1024;
@@ -54,28 +52,6 @@ pub(super) async fn apply_runs(conn: &mut Conn, ep: &str, ops: &[TargetOp]) -> R
         start = end;
     }
     Ok(applied)
-}
-
-/// End (exclusive) of the run starting at `start`.
-fn run_end(ops: &[TargetOp], start: usize) -> usize {
-    let first = &ops[start];
-    let mut end = start + 1;
-    while end < ops.len() && same_shape(first, &ops[end]) {
-        end += 1;
-    }
-    end
-}
-
-fn same_shape(a: &TargetOp, b: &TargetOp) -> bool {
-    match (a, b) {
-        (TargetOp::Upsert { table: ta, row: ra }, TargetOp::Upsert { table: tb, row: rb }) => {
-            Arc::ptr_eq(ta, tb) && ra.iter().zip(rb).all(|(x, y)| x.is_some() == y.is_some())
-        }
-        (TargetOp::Delete { table: ta, .. }, TargetOp::Delete { table: tb, .. }) => {
-            Arc::ptr_eq(ta, tb)
-        }
-        _ => false,
-    }
 }
 
 async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
@@ -238,6 +214,8 @@ fn row_context(ep: &str, table: &TargetTable, e: mysql_async::Error) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn table() -> Arc<TargetTable> {

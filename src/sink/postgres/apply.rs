@@ -7,7 +7,6 @@
 //! one carries the final state of every present column).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use tokio_postgres::types::ToSql;
 
@@ -15,7 +14,7 @@ use super::{ColumnType, PgSink};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::Value;
-use crate::sink::Applied;
+use crate::sink::{run_end, Applied};
 use crate::source::postgres::quote_ident;
 
 /// Most rows in one statement.
@@ -43,23 +42,6 @@ pub(super) async fn apply_runs(sink: &mut PgSink, ops: &[TargetOp]) -> Result<Ap
         start = end;
     }
     Ok(applied)
-}
-
-fn run_end(ops: &[TargetOp], start: usize) -> usize {
-    let same = |a: &TargetOp, b: &TargetOp| match (a, b) {
-        (TargetOp::Upsert { table: ta, row: ra }, TargetOp::Upsert { table: tb, row: rb }) => {
-            Arc::ptr_eq(ta, tb) && ra.iter().zip(rb).all(|(x, y)| x.is_some() == y.is_some())
-        }
-        (TargetOp::Delete { table: ta, .. }, TargetOp::Delete { table: tb, .. }) => {
-            Arc::ptr_eq(ta, tb)
-        }
-        _ => false,
-    };
-    let mut end = start + 1;
-    while end < ops.len() && same(&ops[start], &ops[end]) {
-        end += 1;
-    }
-    end
 }
 
 /// Execute the operations `idx` (one run) inside a savepoint.
@@ -310,6 +292,8 @@ fn row_context(ep: &str, table: &TargetTable, e: tokio_postgres::Error) -> Error
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn table() -> (TargetTable, HashMap<String, ColumnType>) {
