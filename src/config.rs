@@ -16,6 +16,7 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:9187";
 pub const DEFAULT_BATCH_MAX_ROWS: usize = 20_000;
 pub const DEFAULT_BATCH_MAX_TXNS: usize = 10_000;
 pub const DEFAULT_QUEUE_TXNS: usize = 4_096;
+pub const DEFAULT_MAX_WAITING: usize = 100_000;
 pub const DEFAULT_PG_PORT: u16 = 5432;
 pub const DEFAULT_MYSQL_PORT: u16 = 3306;
 pub const DEFAULT_SLOT: &str = "rowbridge";
@@ -80,6 +81,10 @@ pub struct PipelineConfig {
     /// Source transactions buffered between source and apply loop (backpressure bound).
     #[serde(default = "default_queue")]
     pub queue_txns: usize,
+    /// Most changes parked waiting for a referenced row (a child before its parent); beyond it
+    /// such changes go to the dead-letter queue.
+    #[serde(default = "default_max_waiting")]
+    pub max_waiting: usize,
     /// How often a PostgreSQL source reports its flushed position, in milliseconds.
     #[serde(default = "default_status_interval")]
     pub status_interval_ms: u64,
@@ -91,6 +96,7 @@ impl Default for PipelineConfig {
             batch_max_rows: DEFAULT_BATCH_MAX_ROWS,
             batch_max_txns: DEFAULT_BATCH_MAX_TXNS,
             queue_txns: DEFAULT_QUEUE_TXNS,
+            max_waiting: DEFAULT_MAX_WAITING,
             status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
         }
     }
@@ -191,6 +197,9 @@ fn default_batch_txns() -> usize {
 }
 fn default_queue() -> usize {
     DEFAULT_QUEUE_TXNS
+}
+fn default_max_waiting() -> usize {
+    DEFAULT_MAX_WAITING
 }
 fn default_status_interval() -> u64 {
     DEFAULT_STATUS_INTERVAL_MS

@@ -30,6 +30,7 @@ pub const ENDPOINT_UP: &str = "rowbridge_endpoint_up";
 pub const FLOW_UP: &str = "rowbridge_flow_up";
 pub const ERRORS: &str = "rowbridge_errors_total";
 pub const RETRIES: &str = "rowbridge_retries_total";
+pub const WAITING: &str = "rowbridge_waiting_changes";
 
 fn describe() {
     describe_counter!(
@@ -98,6 +99,11 @@ fn describe() {
         "Errors by class (transient, row, endpoint_fatal, config)."
     );
     describe_counter!(RETRIES, Unit::Count, "Retries after transient errors.");
+    describe_gauge!(
+        WAITING,
+        Unit::Count,
+        "Changes parked until the row they reference is written."
+    );
 }
 
 /// Install the global recorder. Safe to call more than once in a process (tests).

@@ -16,7 +16,7 @@ CREATE TABLE customers (
 
 CREATE TABLE contacts (
     id             BIGINT AUTO_INCREMENT PRIMARY KEY,
-    crm_id         CHAR(36) NOT NULL,
+    crm_id         CHAR(36) NULL,
     customer_crm_id CHAR(36),
     first_name     VARCHAR(140) NOT NULL,
     last_name      VARCHAR(140) NOT NULL,

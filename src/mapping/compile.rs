@@ -74,6 +74,30 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
         },
     };
     let on_delete = on_delete(p, &seen_targets)?;
+    let (matching, match_line) = match &f.matching {
+        None => (Vec::new(), 0),
+        Some(m) => {
+            let on = &m.get_ref().on;
+            if on.is_empty() {
+                return Err(p.err(m, "match.on: name at least one source column"));
+            }
+            for c in on {
+                if !columns.iter().any(|col| &col.source == c) {
+                    return Err(p.err(
+                        m,
+                        format!("match.on: column '{c}' must also be mapped in [columns]"),
+                    ));
+                }
+                if key.contains(c) {
+                    return Err(p.err(
+                        m,
+                        format!("match.on: column '{c}' is the key; match on other columns"),
+                    ));
+                }
+            }
+            (on.clone(), p.line(m))
+        }
+    };
     Ok(Mapping {
         name,
         file: p.path.clone(),
@@ -87,6 +111,8 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
         delete_on_filter_leave,
         on_delete,
         apply_truncate,
+        matching,
+        match_line,
     })
 }
 
@@ -114,11 +140,18 @@ fn columns(p: &Parsed, seen: &mut HashMap<String, usize>) -> Result<Vec<ColumnMa
         }
         let steps =
             steps(table).map_err(|m| p.err(spec, format!("columns.{}: {m}", src.get_ref())))?;
+        if table.reference.as_deref() == Some("") {
+            return Err(p.err(
+                spec,
+                format!("columns.{}: reference: name a mapping", src.get_ref()),
+            ));
+        }
         out.push(ColumnMap {
             source: src.get_ref().clone(),
             target: to.to_string(),
             line,
             steps,
+            reference: table.reference.clone(),
         });
     }
     Ok(out)

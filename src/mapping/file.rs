@@ -42,6 +42,16 @@ pub(crate) struct MappingFile {
     /// What a source TRUNCATE does: `truncate` (default) or `ignore`.
     #[serde(default)]
     pub on_truncate: Option<Spanned<String>>,
+    /// Match an existing target row by natural key the first time a source row is written.
+    #[serde(default, rename = "match")]
+    pub matching: Option<Spanned<MatchSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MatchSpec {
+    /// Source columns whose mapped target columns identify an existing target row.
+    pub on: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +74,10 @@ pub(crate) struct ColumnSpec(pub ColumnTable);
 #[serde(deny_unknown_fields)]
 pub(crate) struct ColumnTable {
     pub to: String,
+    /// The value is another mapping's source key: written as that mapping's target key, and
+    /// the change waits until that row has been written.
+    #[serde(default)]
+    pub reference: Option<String>,
     #[serde(default)]
     pub if_null: Option<toml::Value>,
     #[serde(default)]

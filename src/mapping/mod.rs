@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-pub use transform::{describe_key, BoundMapping, TargetOp, TargetTable};
+pub use transform::{describe_key, BoundMapping, KeyLookup, Mapped, NoKeys, TargetOp, TargetTable};
 
 /// A qualified table on one endpoint, with the line that named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,8 @@ pub struct ColumnMap {
     pub target: String,
     pub line: usize,
     pub steps: Vec<convert::Step>,
+    /// Name of the mapping whose key map translates this value (a foreign key).
+    pub reference: Option<String>,
 }
 
 /// A target column that no single source column feeds.
@@ -108,6 +110,9 @@ pub struct Mapping {
     pub delete_on_filter_leave: bool,
     pub on_delete: OnDelete,
     pub apply_truncate: bool,
+    /// Source columns matched against the target the first time a row is written.
+    pub matching: Vec<String>,
+    pub match_line: usize,
 }
 
 impl Mapping {
@@ -130,6 +135,8 @@ impl Mapping {
 #[derive(Debug, Clone, Default)]
 pub struct Mappings {
     pub list: Vec<Arc<Mapping>>,
+    /// Names of mappings other mappings reference: their writes are recorded in the key map.
+    pub referenced: std::collections::HashSet<String>,
     by_source: HashMap<(String, String, String), Vec<usize>>,
 }
 
@@ -187,6 +194,40 @@ impl Mappings {
             );
             out.by_source.entry(key).or_default().push(out.list.len());
             out.list.push(Arc::new(m));
+        }
+        for m in &out.list {
+            for c in m.columns.iter().filter(|c| c.reference.is_some()) {
+                let name = c.reference.as_deref().unwrap_or_default();
+                let Some(r) = out.list.iter().find(|o| o.name == name) else {
+                    return Err(m.error(
+                        c.line,
+                        format!(
+                            "columns.{}: reference to unknown mapping '{name}'",
+                            c.source
+                        ),
+                    ));
+                };
+                if r.source.endpoint != m.source.endpoint || r.target.endpoint != m.target.endpoint
+                {
+                    return Err(m.error(
+                        c.line,
+                        format!(
+                            "columns.{}: mapping '{name}' runs {} -> {}, not {} -> {}",
+                            c.source,
+                            r.source.endpoint,
+                            r.target.endpoint,
+                            m.source.endpoint,
+                            m.target.endpoint
+                        ),
+                    ));
+                }
+                if r.key.len() != 1 {
+                    return Err(m.error(c.line, format!(
+                        "columns.{}: mapping '{name}' has a composite key; a reference needs a single-column key", c.source
+                    )));
+                }
+                out.referenced.insert(name.to_string());
+            }
         }
         Ok(out)
     }

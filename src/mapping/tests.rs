@@ -111,6 +111,7 @@ fn columns_are_sorted_by_source_with_their_lines() {
         target: target.into(),
         line,
         steps: Vec::new(),
+        reference: None,
     };
     assert_eq!(
         m.columns,

@@ -65,6 +65,29 @@ impl TargetOp {
     }
 }
 
+/// Where references are translated: a mapping's source key -> the target key it was written to.
+pub trait KeyLookup {
+    fn target_key(&self, mapping: &str, source_key: &str) -> Result<Option<Vec<Value>>>;
+}
+
+/// No key map: every reference is unresolved (for mappings without references, and tests).
+pub struct NoKeys;
+
+impl KeyLookup for NoKeys {
+    fn target_key(&self, _: &str, _: &str) -> Result<Option<Vec<Value>>> {
+        Ok(None)
+    }
+}
+
+/// What mapping one change produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mapped {
+    /// Zero or more operations were pushed.
+    Done,
+    /// A referenced row is not written yet: the change must wait for it.
+    Waiting { mapping: String, key: String },
+}
+
 /// A mapping bound to the columns of one version of its source table.
 #[derive(Debug, Clone)]
 pub struct BoundMapping {
@@ -159,6 +182,39 @@ impl BoundMapping {
     /// Map one change. A change without a usable key, or a value a conversion rejects, is a
     /// row error (the change goes to the dead-letter queue).
     pub fn apply(&self, change: &RowChange, out: &mut Vec<TargetOp>) -> Result<()> {
+        match self.apply_with(change, out, &NoKeys)? {
+            Mapped::Done => Ok(()),
+            Mapped::Waiting { mapping, .. } => Err(self.row_error(format!(
+                "reference into mapping '{mapping}' is not resolved"
+            ))),
+        }
+    }
+
+    /// Map one change, translating references through `keys`. Nothing is pushed when the
+    /// change has to wait for a referenced row.
+    pub fn apply_with(
+        &self,
+        change: &RowChange,
+        out: &mut Vec<TargetOp>,
+        keys: &dyn KeyLookup,
+    ) -> Result<Mapped> {
+        let before = out.len();
+        let mut waiting = None;
+        let res = self.apply_inner(change, out, keys, &mut waiting);
+        if let Some(w) = waiting {
+            out.truncate(before);
+            return Ok(w);
+        }
+        res.map(|_| Mapped::Done)
+    }
+
+    fn apply_inner(
+        &self,
+        change: &RowChange,
+        out: &mut Vec<TargetOp>,
+        keys: &dyn KeyLookup,
+        waiting: &mut Option<Mapped>,
+    ) -> Result<()> {
         let table = self.target.clone();
         match change.op {
             Op::Truncate if self.mapping.apply_truncate => out.push(TargetOp::Truncate { table }),
@@ -166,7 +222,7 @@ impl BoundMapping {
             Op::Insert => {
                 let after = self.image(change.after.as_ref())?;
                 if self.passes(after) {
-                    let row = self.target_row(after)?;
+                    let row = self.target_row(after, keys, waiting)?;
                     self.key_of(&row)?;
                     out.push(TargetOp::Upsert { table, row });
                 }
@@ -180,7 +236,7 @@ impl BoundMapping {
                     }
                     return Ok(());
                 }
-                let row = self.target_row(after)?;
+                let row = self.target_row(after, keys, waiting)?;
                 let new_key = self.key_of(&row)?;
                 if let Some(before) = change.before.as_ref() {
                     let old_key = self.key_from_image(before)?;
@@ -260,11 +316,32 @@ impl BoundMapping {
     }
 
     /// The target row: each column converted; `None` where the source did not send the value.
-    fn target_row(&self, image: &RowImage) -> Result<Vec<Option<Value>>> {
+    fn target_row(
+        &self,
+        image: &RowImage,
+        keys: &dyn KeyLookup,
+        waiting: &mut Option<Mapped>,
+    ) -> Result<Vec<Option<Value>>> {
         let m = &self.mapping;
         let mut row = Vec::with_capacity(self.target.columns.len());
         for (c, &i) in m.columns.iter().zip(&self.src_idx) {
-            row.push(match image.get(i).cloned().flatten() {
+            let v = match (image.get(i).cloned().flatten(), &c.reference) {
+                (Some(v), Some(r)) if !v.is_null() => {
+                    let k = describe_key(std::slice::from_ref(&v));
+                    match keys.target_key(r, &k)? {
+                        Some(mut target) if target.len() == 1 => Some(target.remove(0)),
+                        _ => {
+                            waiting.get_or_insert(Mapped::Waiting {
+                                mapping: r.clone(),
+                                key: k,
+                            });
+                            Some(Value::Null)
+                        }
+                    }
+                }
+                (v, _) => v,
+            };
+            row.push(match v {
                 Some(v) => Some(self.convert(&c.steps, v, &c.source)?),
                 None => None,
             });

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::keys::KeyState;
 use super::Flow;
 use crate::error::{Error, Result};
-use crate::mapping::{describe_key, BoundMapping, Mappings, TargetOp};
+use crate::mapping::{describe_key, BoundMapping, Mapped, Mappings, TargetOp};
 use crate::metrics as m;
-use crate::model::{RowChange, Transaction};
+use crate::model::{Op, RowChange, Transaction};
 use crate::position::Position;
 use crate::sink::Sink;
 use crate::source::SourceEvent;
@@ -25,8 +26,8 @@ use crate::store::{DeadLetter, Store};
 pub struct Applier {
     flow: String,
     target: String,
-    mappings: Arc<Mappings>,
-    store: Store,
+    pub(super) mappings: Arc<Mappings>,
+    pub(super) store: Store,
     max_rows: usize,
     max_txns: usize,
     /// Last stored checkpoint.
@@ -34,20 +35,25 @@ pub struct Applier {
     /// Last checkpoint flushed and handed to the source.
     durable: Option<Position>,
     /// Bindings per source table version (keyed by the schema's address, kept alive here).
-    bound: HashMap<usize, Vec<BoundMapping>>,
+    pub(super) bound: HashMap<usize, Vec<BoundMapping>>,
+    /// Key map (with the batch's pending writes) and the rows waiting for a reference.
+    pub(super) keys: KeyState,
+    pub(super) max_waiting: usize,
 }
 
 /// Where a target operation came from, to dead-letter the right source change.
-#[derive(Clone, Copy)]
-struct Origin {
-    txn: usize,
-    change: usize,
-    binding: usize,
+#[derive(Clone)]
+pub(super) struct Origin {
+    pub txn: usize,
+    pub change: usize,
+    pub binding: usize,
+    /// The source row's key as text (key map and waiting rows are indexed by it).
+    pub source_key: String,
 }
 
 impl Applier {
-    pub fn new(flow: &Flow, checkpoint: Option<Position>) -> Applier {
-        Applier {
+    pub fn new(flow: &Flow, checkpoint: Option<Position>) -> Result<Applier> {
+        Ok(Applier {
             flow: flow.name.clone(),
             target: flow.target.clone(),
             mappings: flow.mappings.clone(),
@@ -57,7 +63,9 @@ impl Applier {
             durable: checkpoint.clone(),
             checkpoint,
             bound: HashMap::new(),
-        }
+            keys: KeyState::load(flow.store.clone())?,
+            max_waiting: flow.config.pipeline.max_waiting,
+        })
     }
 
     pub async fn run(
@@ -141,6 +149,8 @@ impl Applier {
         }
         let flow = self.flow.clone();
         metrics::counter!(m::CHANGES_CAPTURED, "flow" => flow.clone()).increment(captured);
+        self.adopt_matches(&txns, &mut ops, &mut origins, sink)
+            .await?;
         if !ops.is_empty() {
             let started = Instant::now();
             let applied = sink.apply(&ops).await?;
@@ -150,17 +160,25 @@ impl Applier {
             metrics::counter!(m::CHANGES_APPLIED, "flow" => flow.clone())
                 .increment(applied.rows as u64);
             for (idx, err) in applied.failed {
-                let o = origins[idx];
+                let o = &origins[idx];
                 let op = &ops[idx];
                 let mapping = self.binding_name(&txns[o.txn].changes[o.change], o.binding);
+                let t = &txns[o.txn];
+                self.keys.forget(&mapping, &o.source_key);
                 self.dead_letter(
-                    &txns[o.txn],
-                    o.change,
+                    &t.endpoint,
+                    &t.position,
+                    &t.changes[o.change],
                     &mapping,
                     describe_key(&op.key_values()),
                     &err,
                 )?;
             }
+        }
+        let wrote_keys = self.keys.has_pending();
+        self.keys.commit()?;
+        if wrote_keys && self.store.waiting_count() > 0 {
+            self.resolve_waiting(sink).await?;
         }
         tracing::debug!(flow = %self.flow, txns = txns.len(), ops = ops.len(), position = %end, "batch applied");
         self.store.advance_checkpoint(&self.flow, &end)?;
@@ -185,7 +203,7 @@ impl Applier {
             .is_some_and(|o| o != std::cmp::Ordering::Greater)
     }
 
-    fn map_change(
+    pub(super) fn map_change(
         &mut self,
         txns: &[Transaction],
         ti: usize,
@@ -194,44 +212,84 @@ impl Applier {
         ops: &mut Vec<TargetOp>,
         origins: &mut Vec<Origin>,
     ) -> Result<()> {
-        let bindings = self.bindings(&txns[ti].endpoint, change)?;
+        let key = self.ensure_bindings(&txns[ti].endpoint, change)?;
+        let bindings = &self.bound[&key];
         let mut failures = Vec::new();
+        let mut parks = Vec::new();
         for (bi, b) in bindings.iter().enumerate() {
+            let source_key = b.key_text(change);
             if let Some((_, reason)) = change.invalid.iter().find(|(i, _)| b.uses_column(*i)) {
                 let table = b.mapping.source.to_string();
                 let err = Error::Row {
                     table,
-                    key: b.key_text(change),
+                    key: source_key,
                     reason: reason.clone(),
                 };
                 failures.push((b.mapping.name.clone(), err));
                 continue;
             }
+            if self.keys.is_waiting(&b.mapping.name, &source_key) {
+                // An earlier change of this row waits: this one queues behind it.
+                parks.push((b.mapping.name.clone(), source_key, None));
+                continue;
+            }
             let before = ops.len();
-            match b.apply(change, ops) {
-                Ok(()) => origins.extend((before..ops.len()).map(|_| Origin {
-                    txn: ti,
-                    change: ci,
-                    binding: bi,
-                })),
-                Err(Error::Row { table, reason, .. }) => {
-                    let key = b.key_text(change);
-                    failures.push((b.mapping.name.clone(), Error::Row { table, key, reason }))
+            match b.apply_with(change, ops, &self.keys) {
+                Ok(Mapped::Done) => {
+                    // Record at once, so a child later in this batch finds its parent.
+                    let m = &b.mapping;
+                    if self.mappings.referenced.contains(&m.name) || !m.matching.is_empty() {
+                        for op in &ops[before..] {
+                            match (change.op, op) {
+                                (Op::Delete, _) => {
+                                    self.keys.record(&m.name, source_key.clone(), None)
+                                }
+                                (_, TargetOp::Upsert { .. }) => self.keys.record(
+                                    &m.name,
+                                    source_key.clone(),
+                                    Some(op.key_values()),
+                                ),
+                                _ => {}
+                            }
+                        }
+                    }
+                    origins.extend((before..ops.len()).map(|_| Origin {
+                        txn: ti,
+                        change: ci,
+                        binding: bi,
+                        source_key: source_key.clone(),
+                    }))
                 }
+                Ok(Mapped::Waiting { mapping, key }) => {
+                    parks.push((b.mapping.name.clone(), source_key, Some((mapping, key))));
+                }
+                Err(Error::Row { table, reason, .. }) => failures.push((
+                    b.mapping.name.clone(),
+                    Error::Row {
+                        table,
+                        key: source_key,
+                        reason,
+                    },
+                )),
                 Err(e) => return Err(e),
             }
+        }
+        let t = &txns[ti];
+        for (mapping, key, reference) in parks {
+            self.park(t, change, &mapping, key, reference)?;
         }
         for (mapping, err) in failures {
             let key = match &err {
                 Error::Row { key, .. } => key.clone(),
                 _ => String::new(),
             };
-            self.dead_letter(&txns[ti], ci, &mapping, key, &err)?;
+            self.dead_letter(&t.endpoint, &t.position, change, &mapping, key, &err)?;
         }
         Ok(())
     }
 
-    fn bindings(&mut self, endpoint: &str, change: &RowChange) -> Result<&Vec<BoundMapping>> {
+    /// Bind the mappings of this source table version (once); returns the cache key.
+    pub(super) fn ensure_bindings(&mut self, endpoint: &str, change: &RowChange) -> Result<usize> {
         let key = Arc::as_ptr(&change.table) as usize;
         if !self.bound.contains_key(&key) {
             let t = &change.table;
@@ -243,7 +301,11 @@ impl Applier {
             }
             self.bound.insert(key, v);
         }
-        Ok(&self.bound[&key])
+        Ok(key)
+    }
+
+    pub(super) fn flow_name(&self) -> &str {
+        &self.flow
     }
 
     fn binding_name(&self, change: &RowChange, binding: usize) -> String {
@@ -255,20 +317,20 @@ impl Applier {
             .unwrap_or_default()
     }
 
-    fn dead_letter(
+    pub(super) fn dead_letter(
         &self,
-        txn: &Transaction,
-        ci: usize,
+        endpoint: &str,
+        position: &Position,
+        change: &RowChange,
         mapping: &str,
         key: String,
         err: &Error,
     ) -> Result<()> {
-        let change = &txn.changes[ci];
         let reason = match err {
             Error::Row { reason, .. } => reason.clone(),
             other => other.to_string(),
         };
-        let table = format!("{}:{}", txn.endpoint, change.table);
+        let table = format!("{}:{}", endpoint, change.table);
         // The reason can quote row values (server messages do): log only its leading code.
         let code = reason.split(':').next().unwrap_or_default();
         tracing::warn!(flow = %self.flow, mapping, table = %table, code, "row sent to dead-letter queue");
@@ -281,7 +343,7 @@ impl Applier {
             reason,
             class: err.class().as_str().to_string(),
             at_us: chrono::Utc::now().timestamp_micros(),
-            position: txn.position.clone(),
+            position: position.clone(),
             change: change.clone(),
         })?;
         metrics::counter!(m::CHANGES_FAILED, "flow" => self.flow.clone()).increment(1);

@@ -7,6 +7,8 @@
 //! replay. Endpoint-fatal and configuration errors stop the flow without a retry loop.
 
 mod apply;
+mod keys;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,7 +136,7 @@ impl Flow {
         self.health.set_flow(&self.name, true);
 
         let interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
-        let mut applier = Applier::new(self, checkpoint);
+        let mut applier = Applier::new(self, checkpoint)?;
         let applied = applier
             .run(rx, &mut sink, durable_tx, interval, shutdown)
             .await;

@@ -47,6 +47,17 @@ fn same_shape(a: &TargetOp, b: &TargetOp) -> bool {
     }
 }
 
+/// Outcome of matching a new source row with an existing target row by natural key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// No target row without an external key matches: the upsert inserts a new row.
+    Nothing,
+    /// Exactly one matched: its external key columns now hold the source key.
+    One,
+    /// Several rows match: a row error, never a guess.
+    Ambiguous(u64),
+}
+
 /// A connected sink of any kind.
 pub enum Sink {
     Mysql(mysql::MysqlSink),
@@ -67,6 +78,21 @@ impl Sink {
                 postgres::PgSink::connect(endpoint, cfg, password).await?,
             )),
         })
+    }
+
+    /// Give the one target row whose `match_cols` equal `match_vals` and whose key columns are
+    /// NULL the key `key_vals` (its own transaction, before the batch that upserts it).
+    pub async fn adopt(
+        &mut self,
+        table: &crate::mapping::TargetTable,
+        match_cols: &[usize],
+        match_vals: &[crate::model::Value],
+        key_vals: &[crate::model::Value],
+    ) -> crate::error::Result<Adopted> {
+        match self {
+            Sink::Mysql(s) => s.adopt(table, match_cols, match_vals, key_vals).await,
+            Sink::Postgres(s) => s.adopt(table, match_cols, match_vals, key_vals).await,
+        }
     }
 
     /// Apply a batch in one target transaction (the contract above).

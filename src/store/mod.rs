@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::position::Position;
 
-pub use records::{AuditEntry, DeadLetter};
+pub use records::{AuditEntry, DeadLetter, Waiting};
 
 /// Bumped when a stored record changes shape.
 pub const FORMAT_VERSION: u8 = 1;
@@ -27,6 +27,8 @@ pub const FORMAT_VERSION: u8 = 1;
 const CHECKPOINTS: &str = "checkpoints";
 const DEAD_LETTERS: &str = "dead_letters";
 const AUDIT: &str = "audit";
+const KEYMAP: &str = "keymap";
+const WAITING: &str = "waiting";
 
 #[derive(Clone)]
 pub struct Store {
@@ -34,6 +36,8 @@ pub struct Store {
     checkpoints: sled::Tree,
     dead_letters: sled::Tree,
     audit: sled::Tree,
+    keymap: sled::Tree,
+    waiting: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -63,6 +67,8 @@ impl Store {
             checkpoints: tree(CHECKPOINTS)?,
             dead_letters: tree(DEAD_LETTERS)?,
             audit: tree(AUDIT)?,
+            keymap: tree(KEYMAP)?,
+            waiting: tree(WAITING)?,
             db,
         })
     }
@@ -170,6 +176,68 @@ impl Store {
         self.dead_letters.len()
     }
 
+    /// The target key a mapping's source key was written to (or matched with).
+    pub fn key_map(
+        &self,
+        mapping: &str,
+        source_key: &str,
+    ) -> Result<Option<Vec<crate::model::Value>>> {
+        self.keymap
+            .get(keymap_key(mapping, source_key))
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn set_key_map(
+        &self,
+        mapping: &str,
+        source_key: &str,
+        target_key: &[crate::model::Value],
+    ) -> Result<()> {
+        let v = encode(&target_key)?;
+        self.keymap
+            .insert(keymap_key(mapping, source_key), v)
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    pub fn remove_key_map(&self, mapping: &str, source_key: &str) -> Result<()> {
+        self.keymap
+            .remove(keymap_key(mapping, source_key))
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    /// Park a change whose reference is not there yet; returns its id (order of arrival).
+    pub fn add_waiting(&self, mut w: Waiting) -> Result<u64> {
+        let id = self.db.generate_id().map_err(store_err)? + 1;
+        w.id = id;
+        self.waiting
+            .insert(id.to_be_bytes(), encode(&w)?)
+            .map_err(store_err)?;
+        Ok(id)
+    }
+
+    /// Parked changes in arrival order.
+    pub fn waiting(&self) -> Result<Vec<Waiting>> {
+        self.waiting
+            .iter()
+            .map(|item| decode(&item.map_err(store_err)?.1))
+            .collect()
+    }
+
+    pub fn remove_waiting(&self, id: u64) -> Result<()> {
+        self.waiting
+            .remove(id.to_be_bytes())
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    pub fn waiting_count(&self) -> usize {
+        self.waiting.len()
+    }
+
     pub fn audit(&self, entry: AuditEntry) -> Result<()> {
         let id = self.db.generate_id().map_err(store_err)?;
         self.audit
@@ -184,6 +252,14 @@ impl Store {
             .map(|item| decode(&item.map_err(store_err)?.1))
             .collect()
     }
+}
+
+fn keymap_key(mapping: &str, source_key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(mapping.len() + 1 + source_key.len());
+    k.extend_from_slice(mapping.as_bytes());
+    k.push(0);
+    k.extend_from_slice(source_key.as_bytes());
+    k
 }
 
 fn store_err(e: sled::Error) -> Error {

@@ -25,6 +25,25 @@ pub struct DeadLetter {
     pub change: RowChange,
 }
 
+/// A source change parked until the row it references has been written (a child before its
+/// parent). It is applied, in arrival order, as soon as the reference resolves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub id: u64,
+    pub flow: String,
+    pub mapping: String,
+    /// The child row's own source key, so its later changes wait behind it.
+    pub key: String,
+    /// The referenced mapping and source key that must be written first.
+    pub ref_mapping: String,
+    pub ref_key: String,
+    pub endpoint: String,
+    pub position: Position,
+    pub commit_time_us: i64,
+    pub at_us: i64,
+    pub change: RowChange,
+}
+
 /// An operator action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {

@@ -278,3 +278,178 @@ group = "Group"
     .await;
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_is_matched_by_email_to_an_existing_erp_contact() {
+    let mut b = demo_bridge("flow_match").await;
+    // The ERP already knows Ann (no CRM id yet), and has two rows for a shared mailbox.
+    b.erp_exec(
+        "INSERT INTO contacts (first_name, last_name, email_id, phone) VALUES ('Ann', 'L.', 'ann@acme.example', '+49 1'); \
+         INSERT INTO contacts (first_name, last_name, email_id) VALUES ('Info', 'A', 'info@acme.example'), ('Info', 'B', 'info@acme.example')",
+    )
+    .await;
+    b.start_ready().await;
+    let acme = "11111111-1111-1111-1111-111111111111";
+    b.crm_exec(&format!(
+        "INSERT INTO companies (id, name) VALUES ('{acme}', 'Acme'); \
+         INSERT INTO contacts (id, company_id, first_name, last_name, email) VALUES \
+           ('aaaaaaaa-0000-0000-0000-000000000001', '{acme}', 'Ann', 'Lee', ' Ann@ACME.example '), \
+           ('aaaaaaaa-0000-0000-0000-000000000002', '{acme}', 'Bob', 'Stone', 'bob@acme.example'), \
+           ('aaaaaaaa-0000-0000-0000-000000000003', '{acme}', 'Shared', 'Box', 'info@acme.example')"
+    ))
+    .await;
+    // Ann adopted the existing row (same id; the mapped columns, phone included, now come from
+    // the CRM); Bob is new; the shared mailbox matches two rows and is not guessed.
+    wait_rows(
+        &b,
+        "contacts matched by email",
+        true,
+        "SELECT id, crm_id, first_name, last_name, email_id, phone FROM contacts ORDER BY id",
+        vec![
+            row(&[
+                Some("1"),
+                Some("aaaaaaaa-0000-0000-0000-000000000001"),
+                Some("Ann"),
+                Some("Lee"),
+                Some("ann@acme.example"),
+                None,
+            ]),
+            row(&[
+                Some("2"),
+                None,
+                Some("Info"),
+                Some("A"),
+                Some("info@acme.example"),
+                None,
+            ]),
+            row(&[
+                Some("3"),
+                None,
+                Some("Info"),
+                Some("B"),
+                Some("info@acme.example"),
+                None,
+            ]),
+            row(&[
+                Some("4"),
+                Some("aaaaaaaa-0000-0000-0000-000000000002"),
+                Some("Bob"),
+                Some("Stone"),
+                Some("bob@acme.example"),
+                None,
+            ]),
+        ],
+    )
+    .await;
+    // Later changes go by the remembered key, even when the e-mail changes.
+    b.crm_exec("UPDATE contacts SET email = 'ann.lee@acme.example', last_name = 'Lee-Smith' WHERE first_name = 'Ann'").await;
+    wait_rows(
+        &b,
+        "update by remembered key",
+        true,
+        "SELECT id, last_name, email_id FROM contacts WHERE id = 1",
+        vec![row(&[
+            Some("1"),
+            Some("Lee-Smith"),
+            Some("ann.lee@acme.example"),
+        ])],
+    )
+    .await;
+    b.stop();
+    let out = b.cli(&["dlq", "list", "-o", "json"]);
+    let dlq: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dlq = dlq.as_array().unwrap();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["key"], "aaaaaaaa-0000-0000-0000-000000000003");
+    assert!(
+        dlq[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to guess"),
+        "{dlq:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_waits_for_its_customer_across_a_restart() {
+    // No foreign key on the CRM side here, so the order can come first.
+    let crm = "CREATE TABLE companies (id bigint PRIMARY KEY, name text NOT NULL);
+               CREATE TABLE orders (id bigint PRIMARY KEY, company_id bigint, total numeric(18,4));";
+    let erp = "CREATE TABLE customers (id BIGINT AUTO_INCREMENT PRIMARY KEY, crm_id BIGINT UNIQUE, name TEXT);
+               CREATE TABLE orders (crm_id BIGINT PRIMARY KEY, customer_crm_id BIGINT, total DECIMAL(21,9));";
+    let companies = r#"
+name = "company_customer"
+key = ["id"]
+[source]
+endpoint = "crm"
+table = "companies"
+[target]
+endpoint = "erp"
+table = "customers"
+[columns]
+id = "crm_id"
+name = "name"
+"#;
+    let orders = r#"
+name = "orders"
+key = ["id"]
+[source]
+endpoint = "crm"
+table = "orders"
+[target]
+endpoint = "erp"
+table = "orders"
+[columns]
+id = "crm_id"
+company_id = { to = "customer_crm_id", reference = "company_customer" }
+total = "total"
+"#;
+    let mut b = Bridge::new(
+        "flow_wait",
+        crm,
+        erp,
+        &[("companies", companies), ("orders", orders)],
+    )
+    .await;
+    b.start_ready().await;
+    b.crm_exec("INSERT INTO orders VALUES (100, 7, 10.5)").await;
+    b.crm_exec("UPDATE orders SET total = 11.25 WHERE id = 100")
+        .await;
+    b.crm_exec("INSERT INTO orders VALUES (101, NULL, 1)").await;
+    // The order without a customer reference flows; the one for customer 7 waits.
+    wait_rows(
+        &b,
+        "unreferenced order flows",
+        true,
+        "SELECT crm_id FROM orders",
+        vec![row(&[Some("101")])],
+    )
+    .await;
+    crate::support::wait_until("waiting metric", Duration::from_secs(30), || async {
+        b.metric("rowbridge_waiting_changes").await == Some(2.0)
+    })
+    .await;
+    // kill -9 while it waits: the parked changes are in the store, not in memory.
+    b.kill9();
+    b.start_ready().await;
+    b.crm_exec("INSERT INTO companies VALUES (7, 'Late Customer')")
+        .await;
+    wait_rows(
+        &b,
+        "the waiting order follows its customer, last version",
+        true,
+        "SELECT crm_id, customer_crm_id, total FROM orders ORDER BY crm_id",
+        vec![
+            row(&[Some("100"), Some("7"), Some("11.250000000")]),
+            row(&[Some("101"), None, Some("1.000000000")]),
+        ],
+    )
+    .await;
+    crate::support::wait_until(
+        "nothing waits any more",
+        Duration::from_secs(30),
+        || async { b.metric("rowbridge_waiting_changes").await == Some(0.0) },
+    )
+    .await;
+    b.stop();
+}

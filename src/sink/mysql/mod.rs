@@ -58,6 +58,57 @@ impl MysqlSink {
         })
     }
 
+    /// See [`crate::sink::Sink::adopt`].
+    pub async fn adopt(
+        &mut self,
+        table: &crate::mapping::TargetTable,
+        match_cols: &[usize],
+        match_vals: &[crate::model::Value],
+        key_vals: &[crate::model::Value],
+    ) -> Result<crate::sink::Adopted> {
+        let q = |i: &usize| apply::quote_ident(&table.columns[*i]);
+        let cond: Vec<String> = match_cols
+            .iter()
+            .map(|i| format!("{} = ?", q(i)))
+            .chain(table.key.iter().map(|i| format!("{} IS NULL", q(i))))
+            .collect();
+        let name = format!(
+            "{}.{}",
+            apply::quote_ident(&table.namespace),
+            apply::quote_ident(&table.name)
+        );
+        let params: Vec<mysql_async::Value> = match_vals.iter().map(apply::to_mysql).collect();
+        let ep = self.endpoint.clone();
+        let count: Option<u64> = self
+            .conn
+            .exec_first(
+                format!("SELECT COUNT(*) FROM {name} WHERE {}", cond.join(" AND ")),
+                params.clone(),
+            )
+            .await
+            .map_err(|e| Error::mysql(&ep, e))?;
+        match count.unwrap_or(0) {
+            0 => Ok(crate::sink::Adopted::Nothing),
+            1 => {
+                let sets: Vec<String> = table.key.iter().map(|i| format!("{} = ?", q(i))).collect();
+                let mut all: Vec<mysql_async::Value> =
+                    key_vals.iter().map(apply::to_mysql).collect();
+                all.extend(params);
+                let sql = format!(
+                    "UPDATE {name} SET {} WHERE {}",
+                    sets.join(", "),
+                    cond.join(" AND ")
+                );
+                self.conn
+                    .exec_drop(sql, all)
+                    .await
+                    .map_err(|e| Error::mysql(&ep, e))?;
+                Ok(crate::sink::Adopted::One)
+            }
+            n => Ok(crate::sink::Adopted::Ambiguous(n)),
+        }
+    }
+
     /// Apply `ops` in one transaction; see the sink contract in [`crate::sink`].
     pub async fn apply(&mut self, ops: &[TargetOp]) -> Result<Applied> {
         let ep = self.endpoint.clone();

@@ -79,8 +79,95 @@ impl PgSink {
         }
     }
 
+    /// See [`crate::sink::Sink::adopt`].
+    pub async fn adopt(
+        &mut self,
+        t: &crate::mapping::TargetTable,
+        match_cols: &[usize],
+        match_vals: &[crate::model::Value],
+        key_vals: &[crate::model::Value],
+    ) -> Result<crate::sink::Adopted> {
+        self.load_table_types(t).await?;
+        let types = self.types[&(t.namespace.clone(), t.name.clone())].clone();
+        let q = crate::source::postgres::quote_ident;
+        let mut params: Vec<Option<String>> = Vec::new();
+        let mut cond = Vec::new();
+        for (i, v) in match_cols.iter().zip(match_vals) {
+            params.push(apply::to_text(v, None).map_err(|r| self.row(t, r))?);
+            cond.push(format!(
+                "{} = ${}::text::{}",
+                q(&t.columns[*i]),
+                params.len(),
+                types[&t.columns[*i]].base
+            ));
+        }
+        cond.extend(
+            t.key
+                .iter()
+                .map(|i| format!("{} IS NULL", q(&t.columns[*i]))),
+        );
+        let name = format!("{}.{}", q(&t.namespace), q(&t.name));
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let ep = self.endpoint.clone();
+        let row = self
+            .conn
+            .client
+            .query_one(
+                &format!("SELECT count(*) FROM {name} WHERE {}", cond.join(" AND ")),
+                &refs,
+            )
+            .await
+            .map_err(|e| Error::pg(&ep, e))?;
+        match row.get::<_, i64>(0) {
+            0 => Ok(crate::sink::Adopted::Nothing),
+            1 => {
+                let mut all = params.clone();
+                let mut sets = Vec::new();
+                for (i, v) in t.key.iter().zip(key_vals) {
+                    all.push(apply::to_text(v, None).map_err(|r| self.row(t, r))?);
+                    sets.push(format!(
+                        "{} = ${}::text::{}",
+                        q(&t.columns[*i]),
+                        all.len(),
+                        types[&t.columns[*i]].base
+                    ));
+                }
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = all
+                    .iter()
+                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let sql = format!(
+                    "UPDATE {name} SET {} WHERE {}",
+                    sets.join(", "),
+                    cond.join(" AND ")
+                );
+                self.conn
+                    .client
+                    .execute(&sql, &refs)
+                    .await
+                    .map_err(|e| Error::pg(&ep, e))?;
+                Ok(crate::sink::Adopted::One)
+            }
+            n => Ok(crate::sink::Adopted::Ambiguous(n as u64)),
+        }
+    }
+
+    fn row(&self, t: &crate::mapping::TargetTable, reason: String) -> Error {
+        Error::Row {
+            table: format!("{}:{}", t.endpoint, t),
+            key: String::new(),
+            reason,
+        }
+    }
+
     async fn load_types(&mut self, op: &TargetOp) -> Result<()> {
-        let t = op.table();
+        self.load_table_types(op.table()).await
+    }
+
+    async fn load_table_types(&mut self, t: &crate::mapping::TargetTable) -> Result<()> {
         let key = (t.namespace.clone(), t.name.clone());
         if self.types.contains_key(&key) {
             return Ok(());
