@@ -44,7 +44,7 @@ CREATE TABLE opportunities (
 CREATE TABLE opportunity_lines (
     id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     opportunity_id uuid NOT NULL REFERENCES opportunities(id),
-    product_id     uuid REFERENCES products(id),
+    sku            text NOT NULL,
     quantity       integer NOT NULL,
     unit_price     numeric(18,4) NOT NULL
 );

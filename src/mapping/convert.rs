@@ -283,9 +283,12 @@ fn apply_one(step: &Step, v: Value) -> Result<Value, String> {
     }
 }
 
+/// Text steps apply to text, and to a UUID through its canonical text form (a UUID key often
+/// becomes part of a document name).
 fn text_step(v: Value, f: impl Fn(&str) -> String) -> Result<Value, String> {
     match v {
         Value::Text(s) => Ok(Value::Text(f(&s))),
+        Value::Uuid(u) => Ok(Value::Text(f(&u.hyphenated().to_string()))),
         other => Err(format!("applies to text, not {}", other.kind())),
     }
 }
@@ -850,6 +853,15 @@ mod tests {
         let e = err_without(&[Step::Upper], Value::Bytes(b"abc".to_vec()), "abc");
         assert!(e.starts_with("upper:"), "{e}");
         assert!(run(&[Step::Lower], Value::Bool(true)).is_err());
+    }
+
+    #[test]
+    fn text_steps_take_a_uuid_as_its_text() {
+        let u: uuid::Uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".parse().unwrap();
+        assert_eq!(
+            run(&[Step::Upper], Value::Uuid(u)),
+            Ok(text("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"))
+        );
     }
 
     #[test]

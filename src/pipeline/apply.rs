@@ -130,7 +130,7 @@ impl Applier {
         if self.is_applied(&end) {
             return Ok(());
         }
-        let txns: Vec<Transaction> = batch
+        let mut txns: Vec<Transaction> = batch
             .into_iter()
             .filter_map(|ev| match ev {
                 SourceEvent::Txn(t) => Some(t),
@@ -147,6 +147,9 @@ impl Applier {
                 self.map_change(&txns, ti, ci, change, &mut ops, &mut origins)?;
             }
         }
+        let source_txns = txns.len();
+        // Parked children whose parent this batch writes go in the same target transaction.
+        let consumed = self.collect_waiting(&mut txns, &mut ops, &mut origins)?;
         let flow = self.flow.clone();
         metrics::counter!(m::CHANGES_CAPTURED, "flow" => flow.clone()).increment(captured);
         self.adopt_matches(&txns, &mut ops, &mut origins, sink)
@@ -175,11 +178,9 @@ impl Applier {
                 )?;
             }
         }
-        let wrote_keys = self.keys.has_pending();
         self.keys.commit()?;
-        if wrote_keys && self.store.waiting_count() > 0 {
-            self.resolve_waiting(sink).await?;
-        }
+        self.finish_waiting(&consumed, &txns[source_txns..])?;
+        txns.truncate(source_txns);
         tracing::debug!(flow = %self.flow, txns = txns.len(), ops = ops.len(), position = %end, "batch applied");
         self.store.advance_checkpoint(&self.flow, &end)?;
         self.checkpoint = Some(end);

@@ -49,6 +49,18 @@ impl KeyState {
         self.waiting_rows.clear();
     }
 
+    /// Rebuild the waiting set from the store, leaving out entries already consumed.
+    pub fn reset_waiting_except(&mut self, consumed: &HashSet<u64>) -> Result<()> {
+        self.waiting_rows = self
+            .store
+            .waiting()?
+            .into_iter()
+            .filter(|w| !consumed.contains(&w.id))
+            .map(|w| (w.mapping, w.key))
+            .collect();
+        Ok(())
+    }
+
     pub fn reset_waiting(&mut self) -> Result<()> {
         self.waiting_rows = self
             .store

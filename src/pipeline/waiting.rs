@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::apply::{Applier, Origin};
 use crate::error::{Error, Result};
-use crate::mapping::{describe_key, BoundMapping, KeyLookup, TargetOp};
+use crate::mapping::{BoundMapping, KeyLookup, TargetOp};
 use crate::metrics as m;
 use crate::model::{RowChange, Transaction};
 use crate::sink::{Adopted, Sink};
@@ -51,9 +51,7 @@ impl Applier {
             change: change.clone(),
         })?;
         self.keys.mark_waiting(mapping, &key);
-        metrics::gauge!(m::WAITING, "flow" => self.flow_name().to_string())
-            .set(self.store.waiting_count() as f64);
-        Ok(())
+        self.publish_waiting()
     }
 
     /// Before the batch: a new source row of a mapping with `[match]` adopts the one target row
@@ -122,16 +120,30 @@ impl Applier {
         Ok(())
     }
 
-    /// Apply parked changes whose reference now resolves, in arrival order, until nothing more
-    /// resolves (a resolved parent can release its own children). Each pass maps every parked
-    /// change again through the normal path: those still unresolved are parked anew (behind
-    /// each other, in order), the rest is applied in one target transaction, and only then are
-    /// the old entries removed, so a crash in between duplicates a parked change (harmless:
-    /// upserts are idempotent) but never loses one.
-    pub(super) async fn resolve_waiting(&mut self, sink: &mut Sink) -> Result<()> {
+    /// Map the parked changes that can go now into the batch in flight, in arrival order,
+    /// until nothing more resolves (a released parent can release its own children). Each pass
+    /// maps every parked change again through the normal path: those still unresolved are
+    /// parked anew (behind each other, in order); the rest joins the batch, so a parent and the
+    /// children it releases commit in one target transaction. The consumed entries are removed
+    /// only after that commit ([`Self::finish_waiting`]): a crash in between leaves a parked
+    /// change twice (harmless, upserts are idempotent), never loses one.
+    pub(super) fn collect_waiting(
+        &mut self,
+        txns: &mut Vec<Transaction>,
+        ops: &mut Vec<TargetOp>,
+        origins: &mut Vec<Origin>,
+    ) -> Result<Vec<u64>> {
+        let mut consumed: HashSet<u64> = HashSet::new();
         loop {
-            let entries = self.store.waiting()?;
-            // Rewrite the queue only when some parked change can go now.
+            if !self.keys.has_pending() || self.store.waiting_count() == 0 {
+                break;
+            }
+            let entries: Vec<Waiting> = self
+                .store
+                .waiting()?
+                .into_iter()
+                .filter(|w| !consumed.contains(&w.id))
+                .collect();
             let mut any = false;
             for w in entries.iter().filter(|w| !w.ref_mapping.is_empty()) {
                 if self.keys.target_key(&w.ref_mapping, &w.ref_key)?.is_some() {
@@ -140,49 +152,59 @@ impl Applier {
                 }
             }
             if !any {
-                return Ok(());
+                break;
             }
-            let txns: Vec<Transaction> = entries
-                .iter()
-                .map(|w| Transaction {
+            self.keys.clear_waiting();
+            let before = self.store.waiting_count();
+            for w in &entries {
+                consumed.insert(w.id);
+                self.store.unindex_waiting(w)?;
+                txns.push(Transaction {
                     endpoint: w.endpoint.clone(),
                     position: w.position.clone(),
                     commit_time_us: w.commit_time_us,
                     origin: None,
                     changes: vec![w.change.clone()],
-                })
-                .collect();
-            self.keys.clear_waiting();
-            let (mut ops, mut origins) = (Vec::new(), Vec::new());
-            let before = self.store.waiting_count();
-            for (ti, txn) in txns.iter().enumerate() {
-                self.map_change(&txns, ti, 0, &txn.changes[0], &mut ops, &mut origins)?;
+                });
+                let ti = txns.len() - 1;
+                let change = txns[ti].changes[0].clone();
+                self.map_change(txns, ti, 0, &change, ops, origins)?;
             }
+            // Still-waiting rows were parked anew; mark them (and only them) as waiting.
             let reparked = self.store.waiting_count() - before;
-            self.adopt_matches(&txns, &mut ops, &mut origins, sink)
-                .await?;
-            if !ops.is_empty() {
-                let applied = sink.apply(&ops).await?;
-                for (idx, err) in applied.failed {
-                    let o = &origins[idx];
-                    let t = &txns[o.txn];
-                    let mapping = entries[o.txn].mapping.clone();
-                    self.keys.forget(&mapping, &o.source_key);
-                    let key = describe_key(&ops[idx].key_values());
-                    self.dead_letter(&t.endpoint, &t.position, &t.changes[0], &mapping, key, &err)?;
-                }
-            }
-            self.keys.commit()?;
-            for w in &entries {
-                self.store.remove_waiting(w.id)?;
-            }
-            self.keys.reset_waiting()?;
-            metrics::gauge!(m::WAITING, "flow" => self.flow_name().to_string())
-                .set(self.store.waiting_count() as f64);
+            self.keys.reset_waiting_except(&consumed)?;
             if reparked == entries.len() {
-                return Ok(());
+                break;
             }
         }
+        Ok(consumed.into_iter().collect())
+    }
+
+    /// After the batch committed: drop the consumed entries and the bindings made for them.
+    pub(super) fn finish_waiting(
+        &mut self,
+        consumed: &[u64],
+        synthetic: &[Transaction],
+    ) -> Result<()> {
+        for id in consumed {
+            self.store.remove_waiting(*id)?;
+        }
+        for t in synthetic {
+            self.bound
+                .remove(&(Arc::as_ptr(&t.changes[0].table) as usize));
+        }
+        if !consumed.is_empty() {
+            self.keys.reset_waiting()?;
+            self.publish_waiting()?;
+        }
+        Ok(())
+    }
+
+    /// The waiting gauge counts this flow's parked changes only.
+    pub(super) fn publish_waiting(&self) -> Result<()> {
+        let n = self.store.waiting_count_for(self.flow_name())?;
+        metrics::gauge!(m::WAITING, "flow" => self.flow_name().to_string()).set(n as f64);
+        Ok(())
     }
 
     pub(super) fn binding(&self, change: &RowChange, binding: usize) -> Option<&BoundMapping> {

@@ -29,6 +29,7 @@ const DEAD_LETTERS: &str = "dead_letters";
 const AUDIT: &str = "audit";
 const KEYMAP: &str = "keymap";
 const WAITING: &str = "waiting";
+const WAITING_INDEX: &str = "waiting_index";
 
 #[derive(Clone)]
 pub struct Store {
@@ -38,6 +39,8 @@ pub struct Store {
     audit: sled::Tree,
     keymap: sled::Tree,
     waiting: sled::Tree,
+    /// (mapping, key, position) of parked changes: a replayed change is not parked twice.
+    waiting_index: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -69,6 +72,7 @@ impl Store {
             audit: tree(AUDIT)?,
             keymap: tree(KEYMAP)?,
             waiting: tree(WAITING)?,
+            waiting_index: tree(WAITING_INDEX)?,
             db,
         })
     }
@@ -209,14 +213,31 @@ impl Store {
             .map_err(store_err)
     }
 
-    /// Park a change whose reference is not there yet; returns its id (order of arrival).
-    pub fn add_waiting(&self, mut w: Waiting) -> Result<u64> {
+    /// Park a change whose reference is not there yet; returns its id (order of arrival). A
+    /// change already parked (the same row at the same source position, replayed after a
+    /// restart) is not parked again.
+    pub fn add_waiting(&self, mut w: Waiting) -> Result<Option<u64>> {
+        let index = waiting_index_key(&w);
+        if self.waiting_index.contains_key(&index).map_err(store_err)? {
+            return Ok(None);
+        }
         let id = self.db.generate_id().map_err(store_err)? + 1;
         w.id = id;
         self.waiting
             .insert(id.to_be_bytes(), encode(&w)?)
             .map_err(store_err)?;
-        Ok(id)
+        self.waiting_index
+            .insert(index, &id.to_be_bytes())
+            .map_err(store_err)?;
+        Ok(Some(id))
+    }
+
+    /// Let the same change be parked again (it is being retried now).
+    pub fn unindex_waiting(&self, w: &Waiting) -> Result<()> {
+        self.waiting_index
+            .remove(waiting_index_key(w))
+            .map(|_| ())
+            .map_err(store_err)
     }
 
     /// Parked changes in arrival order.
@@ -228,10 +249,21 @@ impl Store {
     }
 
     pub fn remove_waiting(&self, id: u64) -> Result<()> {
-        self.waiting
-            .remove(id.to_be_bytes())
-            .map(|_| ())
-            .map_err(store_err)
+        if let Some(old) = self.waiting.remove(id.to_be_bytes()).map_err(store_err)? {
+            let w: Waiting = decode(&old)?;
+            let index = waiting_index_key(&w);
+            // Only this entry's own index: a re-parked copy has its own id.
+            let own = self.waiting_index.get(&index).map_err(store_err)?;
+            if own.as_deref() == Some(&id.to_be_bytes()[..]) {
+                self.waiting_index.remove(index).map_err(store_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Parked changes of one flow.
+    pub fn waiting_count_for(&self, flow: &str) -> Result<usize> {
+        Ok(self.waiting()?.iter().filter(|w| w.flow == flow).count())
     }
 
     pub fn waiting_count(&self) -> usize {
@@ -252,6 +284,17 @@ impl Store {
             .map(|item| decode(&item.map_err(store_err)?.1))
             .collect()
     }
+}
+
+fn waiting_index_key(w: &Waiting) -> Vec<u8> {
+    format!(
+        "{}\0{}\0{}\0{}",
+        w.flow,
+        w.mapping,
+        w.key,
+        w.position.to_arg()
+    )
+    .into_bytes()
 }
 
 fn keymap_key(mapping: &str, source_key: &str) -> Vec<u8> {

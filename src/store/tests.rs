@@ -95,3 +95,77 @@ fn foreign_format_version_is_refused() {
     let err = decode::<Position>(&[99, 0, 0]).unwrap_err();
     assert!(err.to_string().contains("format 99"), "{err}");
 }
+
+#[test]
+fn a_replayed_change_is_parked_once_and_can_be_retried() {
+    let (_d, s) = open();
+    let table = Arc::new(TableSchema {
+        namespace: "public".into(),
+        name: "lines".into(),
+        columns: vec![],
+    });
+    let w = Waiting {
+        id: 0,
+        flow: "crm->erp".into(),
+        mapping: "lines".into(),
+        key: "7".into(),
+        ref_mapping: "orders".into(),
+        ref_key: "1".into(),
+        endpoint: "crm".into(),
+        position: Position::Lsn(10),
+        commit_time_us: 0,
+        at_us: 0,
+        change: RowChange {
+            table,
+            op: Op::Insert,
+            before: None,
+            after: Some(vec![]),
+            invalid: Vec::new(),
+        },
+    };
+    let first = s.add_waiting(w.clone()).unwrap().expect("parked");
+    assert_eq!(
+        s.add_waiting(w.clone()).unwrap(),
+        None,
+        "a replay is not parked twice"
+    );
+    assert_eq!(s.waiting_count_for("crm->erp").unwrap(), 1);
+    // Retrying: the entry is unindexed, parked again, then the old one removed.
+    let old = s.waiting().unwrap().remove(0);
+    s.unindex_waiting(&old).unwrap();
+    let second = s.add_waiting(w.clone()).unwrap().expect("re-parked");
+    s.remove_waiting(first).unwrap();
+    assert_eq!(
+        s.waiting()
+            .unwrap()
+            .iter()
+            .map(|w| w.id)
+            .collect::<Vec<_>>(),
+        vec![second]
+    );
+    assert_eq!(
+        s.add_waiting(w).unwrap(),
+        None,
+        "the re-parked copy keeps its index"
+    );
+    assert_eq!(s.waiting_count_for("other").unwrap(), 0);
+}
+
+#[test]
+fn key_map_round_trips() {
+    let (_d, s) = open();
+    assert_eq!(s.key_map("company", "1").unwrap(), None);
+    s.set_key_map("company", "1", &[Value::Text("C-1".into())])
+        .unwrap();
+    assert_eq!(
+        s.key_map("company", "1").unwrap(),
+        Some(vec![Value::Text("C-1".into())])
+    );
+    assert_eq!(
+        s.key_map("company", "10").unwrap(),
+        None,
+        "keys are exact, not prefixes"
+    );
+    s.remove_key_map("company", "1").unwrap();
+    assert_eq!(s.key_map("company", "1").unwrap(), None);
+}

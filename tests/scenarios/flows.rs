@@ -16,6 +16,7 @@ async fn demo_bridge(prefix: &str) -> Bridge {
         "opportunity_sales_order",
         "item_product",
         "stock_product_stock",
+        "opportunity_line_sales_order_item",
     ];
     let files: Vec<(String, String)> = names
         .iter()
@@ -449,6 +450,103 @@ total = "total"
         "nothing waits any more",
         Duration::from_secs(30),
         || async { b.metric("rowbridge_waiting_changes").await == Some(0.0) },
+    )
+    .await;
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn won_opportunity_and_its_lines_arrive_in_one_erp_transaction() {
+    let mut b = demo_bridge("flow_parent").await;
+    // Record the InnoDB transaction of every order and item the sink writes.
+    b.erp_exec(
+        "CREATE TABLE trx_log (tbl VARCHAR(40), trx VARCHAR(40));
+         CREATE TRIGGER so_trx AFTER INSERT ON sales_orders FOR EACH ROW INSERT INTO trx_log
+           SELECT 'order', trx_id FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = CONNECTION_ID();
+         CREATE TRIGGER soi_trx AFTER INSERT ON sales_order_items FOR EACH ROW INSERT INTO trx_log
+           SELECT 'item', trx_id FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = CONNECTION_ID();",
+    )
+    .await;
+    b.start_ready().await;
+    let (acme, opp) = (
+        "11111111-1111-1111-1111-111111111111",
+        "33333333-3333-3333-3333-333333333333",
+    );
+    b.crm_exec(&format!(
+        "INSERT INTO companies (id, name) VALUES ('{acme}', 'Acme');
+         INSERT INTO products (sku, name) VALUES ('BOLT-M6', 'Bolt'), ('NUT-M6', 'Nut');
+         INSERT INTO opportunities (id, company_id, title, stage, amount) VALUES ('{opp}', '{acme}', 'Deal', 'negotiation', 30);
+         INSERT INTO opportunity_lines (id, opportunity_id, sku, quantity, unit_price) VALUES
+           ('44444444-0000-0000-0000-000000000001', '{opp}', 'BOLT-M6', 100, 0.2500),
+           ('44444444-0000-0000-0000-000000000002', '{opp}', 'NUT-M6', 50, 0.1000);"
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.metric("rowbridge_waiting_changes").await != Some(2.0) {
+        assert!(
+            Instant::now() < deadline,
+            "lines wait for their order: metric {:?}\n{}\nlog:\n{}",
+            b.metric("rowbridge_waiting_changes").await,
+            crate::support::bridge::http_get(b.http_port, "/metrics")
+                .await
+                .map(|(_, body)| body
+                    .lines()
+                    .filter(|l| l.contains("waiting"))
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+                .unwrap_or_default(),
+            tail(&b.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        b.erp_rows("SELECT count(*) FROM sales_order_items").await,
+        vec![row(&[Some("0")])]
+    );
+    b.crm_exec(&format!(
+        "UPDATE opportunities SET stage = 'won' WHERE id = '{opp}'"
+    ))
+    .await;
+    let name = opp.to_uppercase();
+    wait_rows(
+        &b,
+        "order items",
+        true,
+        "SELECT parent, item_code, qty, rate FROM sales_order_items ORDER BY item_code",
+        vec![
+            row(&[
+                Some(&name),
+                Some("BOLT-M6"),
+                Some("100.000000000"),
+                Some("0.250000000"),
+            ]),
+            row(&[
+                Some(&name),
+                Some("NUT-M6"),
+                Some("50.000000000"),
+                Some("0.100000000"),
+            ]),
+        ],
+    )
+    .await;
+    let trx = b.erp_rows("SELECT tbl, trx FROM trx_log").await;
+    assert_eq!(trx.len(), 3, "{trx:?}");
+    assert!(
+        trx.iter().all(|r| r[1] == trx[0][1]),
+        "order and items in one ERP transaction: {trx:?}"
+    );
+    // A line added while the deal is won flows at once.
+    b.crm_exec(&format!(
+        "INSERT INTO opportunity_lines (id, opportunity_id, sku, quantity, unit_price) VALUES \
+         ('44444444-0000-0000-0000-000000000003', '{opp}', 'NUT-M6', 1, 1)"
+    ))
+    .await;
+    wait_rows(
+        &b,
+        "third item",
+        true,
+        "SELECT count(*) FROM sales_order_items",
+        vec![row(&[Some("3")])],
     )
     .await;
     b.stop();
