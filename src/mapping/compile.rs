@@ -458,3 +458,7 @@ fn table_ref(
         line: p.line(&s.table),
     })
 }
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;
