@@ -8,6 +8,8 @@ CREATE TABLE companies (
     employees      integer,
     is_customer    boolean NOT NULL DEFAULT false,
     notes          text,
+    last_invoice_status      text,
+    last_invoice_outstanding numeric(18,4),
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );

@@ -61,7 +61,7 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
         },
     };
     let apply_truncate = match &f.on_truncate {
-        None => true,
+        None => f.write.as_ref().is_none_or(|w| w.get_ref() != "update"),
         Some(s) => match s.get_ref().as_str() {
             "truncate" => true,
             "ignore" => false,
@@ -73,7 +73,45 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
             }
         },
     };
-    let on_delete = on_delete(p, &seen_targets)?;
+    let update_only = match &f.write {
+        None => false,
+        Some(w) => match w.get_ref().as_str() {
+            "upsert" => false,
+            "update" => true,
+            other => return Err(p.err(w, format!("write: '{other}' is not one of upsert, update"))),
+        },
+    };
+    for (src, spec) in f.columns.get_ref() {
+        if let Some(owner) = &spec.get_ref().0.owner {
+            if owner != &source.endpoint && owner != &target.endpoint {
+                return Err(p.err(
+                    spec,
+                    format!(
+                        "columns.{}: owner '{owner}' is neither endpoint of this mapping ({}, {})",
+                        src.get_ref(),
+                        source.endpoint,
+                        target.endpoint
+                    ),
+                ));
+            }
+            if key.contains(src.get_ref()) {
+                return Err(p.err(
+                    spec,
+                    format!("columns.{}: a key column has no owner", src.get_ref()),
+                ));
+            }
+        }
+    }
+    let on_delete = match (&f.on_delete, update_only) {
+        // A mapping that only updates rows never deletes them unless it says so.
+        (None, true) => OnDelete::Ignore,
+        _ => on_delete(p, &seen_targets)?,
+    };
+    if update_only && on_delete == OnDelete::Delete {
+        if let Some(d) = &f.on_delete {
+            return Err(p.err(d, "on_delete: a write = \"update\" mapping does not delete target rows; use ignore or a soft delete"));
+        }
+    }
     let (matching, match_line) = match &f.matching {
         None => (Vec::new(), 0),
         Some(m) => {
@@ -111,6 +149,7 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
         delete_on_filter_leave,
         on_delete,
         apply_truncate,
+        update_only,
         matching,
         match_line,
     })
@@ -152,6 +191,7 @@ fn columns(p: &Parsed, seen: &mut HashMap<String, usize>) -> Result<Vec<ColumnMa
             line,
             steps,
             reference: table.reference.clone(),
+            owner: table.owner.clone(),
         });
     }
     Ok(out)

@@ -42,6 +42,9 @@ pub(crate) struct MappingFile {
     /// What a source TRUNCATE does: `truncate` (default) or `ignore`.
     #[serde(default)]
     pub on_truncate: Option<Spanned<String>>,
+    /// `upsert` (default) or `update`: only update rows that exist on the target.
+    #[serde(default)]
+    pub write: Option<Spanned<String>>,
     /// Match an existing target row by natural key the first time a source row is written.
     #[serde(default, rename = "match")]
     pub matching: Option<Spanned<MatchSpec>>,
@@ -78,6 +81,9 @@ pub(crate) struct ColumnTable {
     /// the change waits until that row has been written.
     #[serde(default)]
     pub reference: Option<String>,
+    /// Endpoint that owns the column (source of truth).
+    #[serde(default)]
+    pub owner: Option<String>,
     #[serde(default)]
     pub if_null: Option<toml::Value>,
     #[serde(default)]

@@ -45,6 +45,9 @@ pub struct ColumnMap {
     pub steps: Vec<convert::Step>,
     /// Name of the mapping whose key map translates this value (a foreign key).
     pub reference: Option<String>,
+    /// The endpoint that is the source of truth for this column. When it is not this
+    /// mapping's source, the column is written on insert only, never overwritten.
+    pub owner: Option<String>,
 }
 
 /// A target column that no single source column feeds.
@@ -110,6 +113,8 @@ pub struct Mapping {
     pub delete_on_filter_leave: bool,
     pub on_delete: OnDelete,
     pub apply_truncate: bool,
+    /// Update existing target rows only (`write = "update"`); a missing row is left missing.
+    pub update_only: bool,
     /// Source columns matched against the target the first time a row is written.
     pub matching: Vec<String>,
     pub match_line: usize,

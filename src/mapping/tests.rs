@@ -112,6 +112,7 @@ fn columns_are_sorted_by_source_with_their_lines() {
         line,
         steps: Vec::new(),
         reference: None,
+        owner: None,
     };
     assert_eq!(
         m.columns,
@@ -763,6 +764,8 @@ fn bind_orders_target_columns_as_the_mapping() {
             name: "customer".into(),
             columns: vec!["mail".into(), "customer_id".into(), "full_name".into()],
             key: vec![1],
+            update_only: false,
+            insert_only: vec![],
         }
     );
     assert_eq!(b.target.to_string(), "erp.customer");

@@ -16,6 +16,10 @@ pub struct TargetTable {
     pub columns: Vec<String>,
     /// Indexes into `columns` of the key the sink upserts and deletes by.
     pub key: Vec<usize>,
+    /// Update existing rows only, never insert (`write = "update"`).
+    pub update_only: bool,
+    /// Columns written when a row is inserted but never updated: the other endpoint owns them.
+    pub insert_only: Vec<usize>,
 }
 
 impl std::fmt::Display for TargetTable {
@@ -160,12 +164,25 @@ impl BoundMapping {
             .iter()
             .map(|k| columns.iter().position(|c| c == k).expect("key is mapped"))
             .collect();
+        let insert_only = mapping
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.owner
+                    .as_ref()
+                    .is_some_and(|o| *o != mapping.source.endpoint)
+            })
+            .map(|(i, _)| i)
+            .collect();
         let target = Arc::new(TargetTable {
             endpoint: mapping.target.endpoint.clone(),
             namespace: mapping.target.namespace.clone(),
             name: mapping.target.table.clone(),
             columns,
             key,
+            update_only: mapping.update_only,
+            insert_only,
         });
         Ok(BoundMapping {
             mapping,

@@ -11,6 +11,7 @@
 pub mod mysql;
 pub mod postgres;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -45,6 +46,19 @@ fn same_shape(a: &TargetOp, b: &TargetOp) -> bool {
         }
         _ => false,
     }
+}
+
+/// Keep only the last upsert per key, in order.
+pub(crate) fn last_per_key<'a>(ops: &'a [TargetOp], idx: &[usize]) -> Vec<&'a TargetOp> {
+    let mut seen = HashSet::new();
+    let mut out: Vec<&TargetOp> = idx
+        .iter()
+        .rev()
+        .map(|&i| &ops[i])
+        .filter(|op| seen.insert(format!("{:?}", op.key_values())))
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Outcome of matching a new source row with an existing target row by natural key.

@@ -17,6 +17,8 @@ async fn demo_bridge(prefix: &str) -> Bridge {
         "item_product",
         "stock_product_stock",
         "opportunity_line_sales_order_item",
+        "sales_order_status_opportunity",
+        "invoice_company",
     ];
     let files: Vec<(String, String)> = names
         .iter()
@@ -547,6 +549,159 @@ async fn won_opportunity_and_its_lines_arrive_in_one_erp_transaction() {
         true,
         "SELECT count(*) FROM sales_order_items",
         vec![row(&[Some("3")])],
+    )
+    .await;
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erp_reports_order_progress_and_invoices_back_to_the_crm() {
+    let mut b = demo_bridge("flow_back").await;
+    b.start_ready().await;
+    let (acme, opp) = (
+        "11111111-1111-1111-1111-111111111111",
+        "55555555-5555-5555-5555-555555555555",
+    );
+    b.crm_exec(&format!(
+        "INSERT INTO companies (id, name) VALUES ('{acme}', 'Acme');
+         INSERT INTO opportunities (id, company_id, title, stage, amount) VALUES ('{opp}', '{acme}', 'Deal', 'won', 10);"
+    ))
+    .await;
+    let name = opp.to_uppercase();
+    wait_rows(
+        &b,
+        "order",
+        true,
+        "SELECT status FROM sales_orders",
+        vec![row(&[Some("To Deliver and Bill")])],
+    )
+    .await;
+    // The ERP ships and invoices; the CRM hears of both.
+    b.erp_exec(&format!(
+        "UPDATE sales_orders SET status = 'To Bill' WHERE name = '{name}'"
+    ))
+    .await;
+    b.erp_exec(&format!(
+        "INSERT INTO invoices (name, customer_crm_id, status, grand_total, outstanding_amount) \
+         VALUES ('INV-1', '{acme}', 'Unpaid', 10, 10.123456789)"
+    ))
+    .await;
+    wait_rows(
+        &b,
+        "stage shipped",
+        false,
+        "SELECT stage FROM opportunities",
+        vec![row(&[Some("shipped")])],
+    )
+    .await;
+    wait_rows(
+        &b,
+        "invoice on company",
+        false,
+        "SELECT last_invoice_status, last_invoice_outstanding::text FROM companies",
+        vec![row(&[Some("Unpaid"), Some("10.1235")])],
+    )
+    .await;
+    // The stage change travels back to the ERP as the same status: no change there, no loop.
+    wait_rows(
+        &b,
+        "ERP status unchanged",
+        true,
+        "SELECT status FROM sales_orders",
+        vec![row(&[Some("To Bill")])],
+    )
+    .await;
+    b.erp_exec(&format!(
+        "UPDATE sales_orders SET status = 'Completed' WHERE name = '{name}'"
+    ))
+    .await;
+    b.erp_exec("UPDATE invoices SET status = 'Paid', outstanding_amount = 0 WHERE name = 'INV-1'")
+        .await;
+    wait_rows(
+        &b,
+        "stage delivered",
+        false,
+        "SELECT stage FROM opportunities",
+        vec![row(&[Some("delivered")])],
+    )
+    .await;
+    wait_rows(
+        &b,
+        "invoice paid",
+        false,
+        "SELECT last_invoice_status, last_invoice_outstanding::text FROM companies",
+        vec![row(&[Some("Paid"), Some("0.0000")])],
+    )
+    .await;
+    // An invoice of a customer the CRM does not know changes nothing and creates nothing.
+    b.erp_exec("INSERT INTO invoices (name, customer_crm_id, status) VALUES ('INV-2', '99999999-9999-9999-9999-999999999999', 'Unpaid')").await;
+    b.erp_exec(
+        "INSERT INTO invoices (name, customer_crm_id, status) VALUES ('INV-3', NULL, 'Unpaid')",
+    )
+    .await;
+    b.erp_exec("INSERT INTO stock VALUES ('MARK', 'Main', 1)")
+        .await;
+    wait_rows(
+        &b,
+        "later change flows",
+        false,
+        "SELECT count(*) FROM product_stock",
+        vec![row(&[Some("1")])],
+    )
+    .await;
+    assert_eq!(
+        b.crm_rows("SELECT count(*) FROM companies").await,
+        vec![row(&[Some("1")])]
+    );
+    b.stop();
+    let out = b.cli(&["dlq", "list", "-o", "json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[]",
+        "no dead letters"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_owned_by_the_target_is_seeded_on_insert_and_never_overwritten() {
+    let crm = "CREATE TABLE products (sku text PRIMARY KEY, name text, price numeric(18,4));";
+    let erp = "CREATE TABLE items (item_code VARCHAR(40) PRIMARY KEY, item_name TEXT, standard_rate DECIMAL(21,9));";
+    let m = r#"
+key = ["sku"]
+[source]
+endpoint = "crm"
+table = "products"
+[target]
+endpoint = "erp"
+table = "items"
+[columns]
+sku = "item_code"
+name = "item_name"
+# The ERP owns prices: the CRM's price seeds a new item, then finance sets it.
+price = { to = "standard_rate", owner = "erp" }
+"#;
+    let mut b = Bridge::new("flow_owner", crm, erp, &[("products", m)]).await;
+    b.start_ready().await;
+    b.crm_exec("INSERT INTO products VALUES ('P1', 'Pump', 100)")
+        .await;
+    wait_rows(
+        &b,
+        "seeded",
+        true,
+        "SELECT item_name, standard_rate FROM items",
+        vec![row(&[Some("Pump"), Some("100.000000000")])],
+    )
+    .await;
+    b.erp_exec("UPDATE items SET standard_rate = 120 WHERE item_code = 'P1'")
+        .await;
+    b.crm_exec("UPDATE products SET name = 'Pump XL', price = 90 WHERE sku = 'P1'")
+        .await;
+    wait_rows(
+        &b,
+        "name follows, price stays",
+        true,
+        "SELECT item_name, standard_rate FROM items",
+        vec![row(&[Some("Pump XL"), Some("120.000000000")])],
     )
     .await;
     b.stop();

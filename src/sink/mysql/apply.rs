@@ -11,7 +11,7 @@ use mysql_async::{Conn, Value as My};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::Value;
-use crate::sink::{run_end, Applied};
+use crate::sink::{last_per_key, run_end, Applied};
 
 /// Most rows in one statement.
 const MAX_ROWS: usize = 1024;
@@ -56,6 +56,15 @@ pub(super) async fn apply_runs(conn: &mut Conn, ep: &str, ops: &[TargetOp]) -> R
 
 async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
     let table = run[0].table().clone();
+    // An UPDATE ... JOIN picks any of several rows for one key: keep the last.
+    let deduped: Vec<TargetOp>;
+    let run = if table.update_only {
+        let idx: Vec<usize> = (0..run.len()).collect();
+        deduped = last_per_key(run, &idx).into_iter().cloned().collect();
+        &deduped[..]
+    } else {
+        run
+    };
     let width = match &run[0] {
         TargetOp::Upsert { row, .. } => row.iter().filter(|v| v.is_some()).count(),
         TargetOp::Delete { key, .. } => key.len(),
@@ -66,6 +75,7 @@ async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
         let n = chunk_len(run.len() - done, width);
         let chunk = &run[done..done + n];
         let (sql, params) = match &run[0] {
+            TargetOp::Upsert { row, .. } if table.update_only => update_sql(&table, row, chunk),
             TargetOp::Upsert { row, .. } => upsert_sql(&table, row, chunk),
             TargetOp::Delete { .. } => delete_sql(&table, chunk),
             TargetOp::Truncate { .. } => (format!("DELETE FROM {}", qualified(&table)), Vec::new()),
@@ -108,7 +118,7 @@ fn upsert_sql(
     sql.push_str(&vec![placeholders.as_str(); chunk.len()].join(","));
     let updates: Vec<String> = present
         .iter()
-        .filter(|i| !table.key.contains(i))
+        .filter(|i| !table.key.contains(i) && !table.insert_only.contains(i))
         .map(|&i| {
             let c = quote_ident(&table.columns[i]);
             format!("{c}=VALUES({c})")
@@ -121,6 +131,50 @@ fn upsert_sql(
     } else {
         sql.push_str(&updates.join(","));
     }
+    let mut params = Vec::with_capacity(chunk.len() * present.len());
+    for op in chunk {
+        if let TargetOp::Upsert { row, .. } = op {
+            params.extend(row.iter().flatten().map(to_mysql));
+        }
+    }
+    (sql, params)
+}
+
+/// `write = "update"`: update the rows that exist through a join with the values, insert
+/// nothing.
+fn update_sql(
+    table: &TargetTable,
+    shape: &[Option<Value>],
+    chunk: &[TargetOp],
+) -> (String, Vec<My>) {
+    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+    let first: Vec<String> = present.iter().map(|i| format!("? AS `c{i}`")).collect();
+    let other = format!("SELECT {}", vec!["?"; present.len()].join(", "));
+    let mut values = format!("SELECT {}", first.join(", "));
+    for _ in 1..chunk.len() {
+        values.push_str(" UNION ALL ");
+        values.push_str(&other);
+    }
+    let mut sets = Vec::new();
+    let mut conds = Vec::new();
+    for &i in &present {
+        let c = quote_ident(&table.columns[i]);
+        if table.key.contains(&i) {
+            conds.push(format!("t.{c} = v.`c{i}`"));
+        } else if !table.insert_only.contains(&i) {
+            sets.push(format!("t.{c} = v.`c{i}`"));
+        }
+    }
+    if sets.is_empty() {
+        let k = quote_ident(&table.columns[table.key[0]]);
+        sets.push(format!("t.{k} = t.{k}"));
+    }
+    let sql = format!(
+        "UPDATE {} AS t JOIN ({values}) AS v ON {} SET {}",
+        qualified(table),
+        conds.join(" AND "),
+        sets.join(", ")
+    );
     let mut params = Vec::with_capacity(chunk.len() * present.len());
     for op in chunk {
         if let TargetOp::Upsert { row, .. } = op {
@@ -225,6 +279,8 @@ mod tests {
             name: "cust`omers".into(),
             columns: vec!["id".into(), "name".into(), "note".into()],
             key: vec![0],
+            update_only: false,
+            insert_only: vec![],
         })
     }
 

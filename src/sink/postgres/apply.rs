@@ -6,7 +6,7 @@
 //! operation per key is kept, since `ON CONFLICT DO UPDATE` may not touch a row twice (the last
 //! one carries the final state of every present column).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tokio_postgres::types::ToSql;
 
@@ -14,7 +14,7 @@ use super::{ColumnType, PgSink};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::Value;
-use crate::sink::{run_end, Applied};
+use crate::sink::{last_per_key, run_end, Applied};
 use crate::source::postgres::quote_ident;
 
 /// Most rows in one statement.
@@ -145,12 +145,15 @@ fn upsert_sql(
     let keys: Vec<String> = t.key.iter().map(|&i| quote_ident(&t.columns[i])).collect();
     let updates: Vec<String> = present
         .iter()
-        .filter(|i| !t.key.contains(i))
+        .filter(|i| !t.key.contains(i) && !t.insert_only.contains(i))
         .map(|&i| {
             let c = quote_ident(&t.columns[i]);
             format!("{c} = EXCLUDED.{c}")
         })
         .collect();
+    if t.update_only {
+        return (update_sql(t, &present, &casts, &params, &aliases), present);
+    }
     let action = if updates.is_empty() {
         "DO NOTHING".to_string()
     } else {
@@ -166,6 +169,38 @@ fn upsert_sql(
         keys.join(", "),
     );
     (sql, present)
+}
+
+/// `write = "update"`: update the rows that exist, insert nothing.
+fn update_sql(
+    t: &TargetTable,
+    present: &[usize],
+    casts: &[String],
+    params: &[String],
+    aliases: &[String],
+) -> String {
+    let mut sets = Vec::new();
+    let mut conds = Vec::new();
+    for (n, &i) in present.iter().enumerate() {
+        let c = quote_ident(&t.columns[i]);
+        if t.key.contains(&i) {
+            conds.push(format!("t.{c} = {}", casts[n]));
+        } else if !t.insert_only.contains(&i) {
+            sets.push(format!("{c} = {}", casts[n]));
+        }
+    }
+    if sets.is_empty() {
+        // Nothing this mapping may change: a no-op that still validates the batch shape.
+        sets.push(format!("{0} = t.{0}", quote_ident(&t.columns[t.key[0]])));
+    }
+    format!(
+        "UPDATE {} AS t SET {} FROM unnest({}) AS u({}) WHERE {}",
+        qualified(t),
+        sets.join(", "),
+        params.join(", "),
+        aliases.join(", "),
+        conds.join(" AND ")
+    )
 }
 
 fn delete_sql(t: &TargetTable, types: &HashMap<String, ColumnType>) -> (String, Vec<usize>) {
@@ -191,19 +226,6 @@ fn delete_sql(t: &TargetTable, types: &HashMap<String, ColumnType>) -> (String, 
         conds.join(" AND ")
     );
     (sql, t.key.clone())
-}
-
-/// Keep only the last upsert per key, in order.
-fn last_per_key<'a>(ops: &'a [TargetOp], idx: &[usize]) -> Vec<&'a TargetOp> {
-    let mut seen = HashSet::new();
-    let mut out: Vec<&TargetOp> = idx
-        .iter()
-        .rev()
-        .map(|&i| &ops[i])
-        .filter(|op| seen.insert(format!("{:?}", op.key_values())))
-        .collect();
-    out.reverse();
-    out
 }
 
 /// One text array per parameter column.
@@ -303,6 +325,8 @@ mod tests {
             name: "Products".into(),
             columns: vec!["id".into(), "name".into(), "price".into()],
             key: vec![0],
+            update_only: false,
+            insert_only: vec![],
         };
         let ty = |b: &str, s| ColumnType {
             base: b.into(),
