@@ -6,6 +6,7 @@
 mod connection;
 mod mysql;
 mod postgres;
+mod types;
 
 pub use connection::Catalog;
 
@@ -83,6 +84,19 @@ pub fn compare(
         return;
     };
     for c in &m.columns {
+        if let (Some(sc), Some(tc), None) = (
+            source.column(&c.source),
+            target.column(&c.target),
+            &c.reference,
+        ) {
+            let from = types::after_steps(types::family(&sc.data_type), &c.steps);
+            if !types::compatible(from, types::family(&tc.data_type)) {
+                out.errors.push(m.error(c.line, format!(
+                    "columns.{}: a {} value ({}) cannot be written to column '{}' of type {}; add a cast or a map",
+                    c.source, format!("{from:?}").to_lowercase(), sc.data_type, c.target, tc.data_type
+                )));
+            }
+        }
         if source.column(&c.source).is_none() {
             out.errors.push(m.error(
                 c.line,

@@ -32,7 +32,8 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
     }
     if let Some(d) = &f.direction {
         let want = format!("{}->{}", source.endpoint, target.endpoint);
-        if d.get_ref().replace(' ', "") != want {
+        let given: Vec<&str> = d.get_ref().split("->").map(str::trim).collect();
+        if given.join("->") != want {
             return Err(p.err(
                 d,
                 format!(
@@ -131,6 +132,9 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
                         m,
                         format!("match.on: column '{c}' is the key; match on other columns"),
                     ));
+                }
+                if on.iter().filter(|x| *x == c).count() > 1 {
+                    return Err(p.err(m, format!("match.on: column '{c}' is listed twice")));
                 }
             }
             (on.clone(), p.line(m))
@@ -320,6 +324,9 @@ fn computed(p: &Parsed, seen: &mut HashMap<String, usize>) -> Result<Vec<Compute
     for (target, spec) in table.get_ref() {
         let line = p.line(target);
         let name = target.get_ref();
+        if name.is_empty() {
+            return Err(p.err(target, "computed: column names must not be empty"));
+        }
         if let Some(prev) = seen.insert(name.clone(), line) {
             return Err(p.err(
                 target,
@@ -343,7 +350,11 @@ fn computed(p: &Parsed, seen: &mut HashMap<String, usize>) -> Result<Vec<Compute
                     separator: c.separator.clone().unwrap_or_default(),
                 }
             }
-            (None, Some(_)) => return Err(err("concat: name at least one source column".into())),
+            (None, Some(_)) => {
+                return Err(err(
+                    "concat: name one or more source columns, none empty".into()
+                ))
+            }
             _ => return Err(err("give exactly one of constant or concat".into())),
         };
         let mut steps = simple_steps(&c.transform).map_err(err)?;
@@ -394,6 +405,9 @@ fn filters(p: &Parsed) -> Result<Vec<Filter>> {
     let mut out = Vec::new();
     for (column, spec) in table.get_ref() {
         let err = |m: &str| p.err(column, format!("filter.{}: {m}", column.get_ref()));
+        if column.get_ref().is_empty() {
+            return Err(p.err(column, "filter: column names must not be empty"));
+        }
         let texts = |v: &toml::Value| -> Result<Vec<String>> {
             let items: Vec<&toml::Value> = match v {
                 toml::Value::Array(a) if !a.is_empty() => a.iter().collect(),
@@ -403,6 +417,12 @@ fn filters(p: &Parsed) -> Result<Vec<Filter>> {
             items
                 .into_iter()
                 .map(|i| {
+                    if let toml::Value::Float(_) = i {
+                        // 12.50 would compare as "12.5": the written scale is lost.
+                        return Err(err(
+                            "write decimal values as strings (\"12.50\") to keep them exact",
+                        ));
+                    }
                     convert::value_from_toml(i)
                         .ok()
                         .and_then(|v| convert::text_form(&v))
@@ -447,6 +467,9 @@ fn on_delete(p: &Parsed, targets: &HashMap<String, usize>) -> Result<OnDelete> {
                     "a soft delete is { set = \"column\", value = ... }".into()
                 ));
             };
+            if column.is_empty() {
+                return Err(err("set: name the soft-delete column".into()));
+            }
             if targets.contains_key(column) {
                 return Err(err(format!(
                     "soft-delete column '{column}' is also written from [columns] or [computed]"
@@ -459,7 +482,7 @@ fn on_delete(p: &Parsed, targets: &HashMap<String, usize>) -> Result<OnDelete> {
             })
         }
         other => Err(err(format!(
-            "'{}' is not one of delete, ignore, {{ set = ..., value = ... }}",
+            "{} is not one of delete, ignore, {{ set = ..., value = ... }}",
             other
         ))),
     }
