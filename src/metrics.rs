@@ -31,6 +31,7 @@ pub const FLOW_UP: &str = "rowbridge_flow_up";
 pub const ERRORS: &str = "rowbridge_errors_total";
 pub const RETRIES: &str = "rowbridge_retries_total";
 pub const WAITING: &str = "rowbridge_waiting_changes";
+pub const ECHO_SKIPPED: &str = "rowbridge_echo_skipped_total";
 
 fn describe() {
     describe_counter!(

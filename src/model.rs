@@ -16,6 +16,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::position::Position;
 
+/// Prefix of the replication origin (PostgreSQL) or marker that tags every transaction
+/// rowbridge writes, so no source streams rowbridge's own writes back (echo suppression).
+pub const ORIGIN_PREFIX: &str = "rowbridge";
+
+/// Whether a transaction's origin marks it as written by rowbridge.
+pub fn is_own_write(origin: Option<&str>) -> bool {
+    origin.is_some_and(|o| o.starts_with(ORIGIN_PREFIX))
+}
+
 /// One column value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {

@@ -19,3 +19,6 @@ mod erp_to_crm_types;
 
 #[path = "scenarios/flows.rs"]
 mod flows;
+
+#[path = "scenarios/bidirectional.rs"]
+mod bidirectional;

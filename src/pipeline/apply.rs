@@ -138,6 +138,14 @@ impl Applier {
             })
             .filter(|t| !self.is_applied(&t.position))
             .collect();
+        // Echo suppression: what rowbridge wrote on this source is not applied back. The
+        // transaction still moves the checkpoint (its position is the batch end or before).
+        let before = txns.len();
+        txns.retain(|t| !crate::model::is_own_write(t.origin.as_deref()));
+        let echoes = (before - txns.len()) as u64;
+        if echoes > 0 {
+            metrics::counter!(m::ECHO_SKIPPED, "flow" => self.flow.clone()).increment(echoes);
+        }
         let mut ops = Vec::new();
         let mut origins = Vec::new();
         let mut captured = 0u64;

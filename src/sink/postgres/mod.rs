@@ -36,6 +36,41 @@ pub struct PgSink {
     statements: HashMap<String, Statement>,
 }
 
+/// Tag every transaction of this session with a replication origin, so the PostgreSQL source
+/// of this database drops rowbridge's own writes. The origin name is unique per target
+/// database (origins are cluster-wide and one session may hold an origin at a time).
+async fn mark_origin(conn: &PgConn, cfg: &EndpointConfig) -> Result<()> {
+    let name = origin_name(&cfg.database);
+    let sql = format!(
+        "SELECT pg_replication_origin_create('{name}') WHERE pg_replication_origin_oid('{name}') IS NULL; \
+         SELECT pg_replication_origin_session_setup('{name}')"
+    );
+    conn.client.batch_execute(&sql).await.map_err(|e| match e.as_db_error() {
+        Some(db) if db.code().code() == "42501" => Error::setup(
+            &conn.endpoint,
+            "the rowbridge role may not tag its writes with a replication origin",
+            "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_oid(text), \
+             pg_replication_origin_session_setup(text) TO the rowbridge role",
+        ),
+        _ => Error::pg(&conn.endpoint, e),
+    })
+}
+
+/// `rowbridge_<database>` (hex-encoded when the name has other characters), at most 63 bytes.
+pub fn origin_name(database: &str) -> String {
+    let plain = database
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let tail = if plain {
+        database.to_string()
+    } else {
+        database.bytes().map(|b| format!("{b:02x}")).collect()
+    };
+    let mut name = format!("{}_{tail}", crate::model::ORIGIN_PREFIX);
+    name.truncate(63);
+    name
+}
+
 impl PgSink {
     pub async fn connect(
         endpoint: &str,
@@ -47,6 +82,7 @@ impl PgSink {
             .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'")
             .await
             .map_err(|e| Error::pg(endpoint, e))?;
+        mark_origin(&conn, cfg).await?;
         Ok(PgSink {
             endpoint: endpoint.to_string(),
             conn,

@@ -39,7 +39,13 @@ struct TableInfo {
     columns: Vec<ColumnInfo>,
 }
 
+/// `LOG_EVENT_SKIP_REPLICATION_F`: the event was written with `skip_replication = 1`, which is
+/// how rowbridge's MariaDB sink marks its own writes.
+const SKIP_REPLICATION_FLAG: u16 = 0x8000;
+
 struct OpenTxn {
+    /// Written by rowbridge (marked): an echo the pipeline must not apply back.
+    own: bool,
     gtid: Option<gtid::Gtid>,
     standalone: bool,
     changes: Vec<RowChange>,
@@ -175,6 +181,7 @@ impl State<'_> {
             let ev = gtid::decode_gtid_event(event.data(), header.server_id())
                 .map_err(|m| self.err(m))?;
             self.open = Some(OpenTxn {
+                own: header.flags_raw() & SKIP_REPLICATION_FLAG != 0,
                 gtid: Some(ev.gtid),
                 standalone: ev.standalone(),
                 changes: Vec::new(),
@@ -203,6 +210,11 @@ impl State<'_> {
                 Ok(None)
             }
             EventData::RowsEvent(rows) => {
+                if header.flags_raw() & SKIP_REPLICATION_FLAG != 0 {
+                    if let Some(t) = self.open.as_mut() {
+                        t.own = true;
+                    }
+                }
                 self.rows(&rows, stream)?;
                 Ok(None)
             }
@@ -213,6 +225,7 @@ impl State<'_> {
                 if upper.starts_with("BEGIN") {
                     if self.open.is_none() {
                         self.open = Some(OpenTxn {
+                            own: header.flags_raw() & SKIP_REPLICATION_FLAG != 0,
                             gtid: None,
                             standalone: false,
                             changes: Vec::new(),
@@ -285,7 +298,7 @@ impl State<'_> {
             endpoint: self.source.endpoint.clone(),
             position,
             commit_time_us: timestamp as i64 * 1_000_000,
-            origin: None,
+            origin: txn.own.then(|| crate::model::ORIGIN_PREFIX.to_string()),
             changes: txn.changes,
         }))
     }
@@ -381,6 +394,7 @@ impl State<'_> {
             Some(t) => t.changes.push(change),
             None => {
                 self.open = Some(OpenTxn {
+                    own: false,
                     gtid: None,
                     standalone: true,
                     changes: vec![change],

@@ -171,6 +171,15 @@ impl StreamState<'_> {
                 let msg = protocol::decode(&data).map_err(|e| self.protocol(&e.to_string()))?;
                 self.message(msg)?;
             }
+            ReplicationEvent::Message {
+                transactional: true,
+                prefix,
+                ..
+            } if crate::model::is_own_write(Some(&prefix)) => {
+                if let Some(t) = self.open.as_mut() {
+                    t.origin = Some(prefix);
+                }
+            }
             ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
         }
         Ok(None)
