@@ -30,7 +30,11 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
             ),
         ));
     }
-    if let Some(d) = &f.direction {
+    let both = f
+        .direction
+        .as_ref()
+        .is_some_and(|d| d.get_ref().trim() == "both");
+    if let Some(d) = f.direction.as_ref().filter(|_| !both) {
         let want = format!("{}->{}", source.endpoint, target.endpoint);
         let given: Vec<&str> = d.get_ref().split("->").map(str::trim).collect();
         if given.join("->") != want {
@@ -156,6 +160,7 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
         update_only,
         matching,
         match_line,
+        both,
     })
 }
 

@@ -118,6 +118,59 @@ pub struct Mapping {
     /// Source columns matched against the target the first time a row is written.
     pub matching: Vec<String>,
     pub match_line: usize,
+    /// `direction = "both"`: the same columns also flow from target to source.
+    pub both: bool,
+}
+
+impl Mapping {
+    /// The other direction of a `direction = "both"` mapping: target and source swapped,
+    /// columns inverted. Only plain column renames can be inverted, so anything else (a
+    /// conversion, a computed column, a filter, a match, a reference, ownership) is an error.
+    pub fn reversed(&self) -> Result<Mapping> {
+        let plain = self
+            .columns
+            .iter()
+            .all(|c| c.steps.is_empty() && c.reference.is_none() && c.owner.is_none());
+        if !plain
+            || !self.computed.is_empty()
+            || !self.filters.is_empty()
+            || !self.matching.is_empty()
+            || self.update_only
+            || matches!(self.on_delete, OnDelete::Set { .. })
+        {
+            return Err(self.error(1, "direction = \"both\" needs plain column renames only (no conversions, computed columns, filters, match, references, owners or write = \"update\"); write two mapping files instead"));
+        }
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| ColumnMap {
+                source: c.target.clone(),
+                target: c.source.clone(),
+                line: c.line,
+                steps: vec![],
+                reference: None,
+                owner: None,
+            })
+            .collect();
+        Ok(Mapping {
+            name: format!("{}.reverse", self.name),
+            file: self.file.clone(),
+            source: self.target.clone(),
+            target: self.source.clone(),
+            columns,
+            key: self.target_key().iter().map(|k| k.to_string()).collect(),
+            key_line: self.key_line,
+            computed: vec![],
+            filters: vec![],
+            delete_on_filter_leave: self.delete_on_filter_leave,
+            on_delete: self.on_delete.clone(),
+            apply_truncate: self.apply_truncate,
+            update_only: false,
+            matching: vec![],
+            match_line: 0,
+            both: false,
+        })
+    }
 }
 
 impl Mapping {
@@ -159,7 +212,11 @@ impl Mappings {
         let mut list = Vec::new();
         for path in paths {
             let parsed = file::Parsed::read(&path)?;
-            list.push(compile(&parsed, config)?);
+            let mapping = compile(&parsed, config)?;
+            if mapping.both {
+                list.push(mapping.reversed()?);
+            }
+            list.push(mapping);
         }
         Self::from_list(list)
     }

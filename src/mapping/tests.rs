@@ -907,3 +907,45 @@ fn change_without_its_image_is_a_row_error() {
         "change carries no row image",
     );
 }
+
+#[test]
+fn direction_both_adds_the_reverse_mapping() {
+    let text = r#"
+direction = "both"
+key = ["id"]
+[source]
+endpoint = "crm"
+table = "customers"
+[target]
+endpoint = "erp"
+table = "customer"
+[columns]
+id = "customer_id"
+email = "mail"
+"#;
+    let m = parse(text).unwrap();
+    assert!(m.both);
+    let r = m.reversed().unwrap();
+    assert_eq!(r.name, format!("{}.reverse", m.name));
+    assert_eq!(
+        (r.source.endpoint.as_str(), r.target.endpoint.as_str()),
+        ("erp", "crm")
+    );
+    assert_eq!(r.key, vec!["customer_id".to_string()]);
+    let pairs: Vec<(&str, &str)> = r
+        .columns
+        .iter()
+        .map(|c| (c.source.as_str(), c.target.as_str()))
+        .collect();
+    assert_eq!(pairs, vec![("mail", "email"), ("customer_id", "id")]);
+    let with_step = text.replace(
+        "email = \"mail\"",
+        "email = { to = \"mail\", transform = [\"lower\"] }",
+    );
+    let err = parse(&with_step)
+        .unwrap()
+        .reversed()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs plain column renames only"), "{err}");
+}

@@ -70,8 +70,9 @@ async fn sentinel(b: &Bridge, on_crm: bool, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_writes_are_not_streamed_back_either_way() {
-    let (c2e, e2c) = (mapping("crm", "erp"), mapping("erp", "crm"));
-    let mut b = Bridge::new("bidi_echo", CRM, ERP, &[("c2e", &c2e), ("e2c", &e2c)]).await;
+    // One file for both directions (direction = "both").
+    let both = format!("direction = \"both\"\n{}", mapping("crm", "erp"));
+    let mut b = Bridge::new("bidi_echo", CRM, ERP, &[("parts", &both)]).await;
     b.start_ready().await;
 
     // 10 000 CRM changes: 2 000 inserts, then 4 x 2 000 updates.
