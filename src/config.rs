@@ -17,6 +17,8 @@ pub const DEFAULT_BATCH_MAX_ROWS: usize = 20_000;
 pub const DEFAULT_BATCH_MAX_TXNS: usize = 10_000;
 pub const DEFAULT_QUEUE_TXNS: usize = 4_096;
 pub const DEFAULT_MAX_WAITING: usize = 100_000;
+pub const DEFAULT_QUEUE_ROWS: usize = 100_000;
+pub const DEFAULT_CHUNK_ROWS: usize = 20_000;
 pub const DEFAULT_PG_PORT: u16 = 5432;
 pub const DEFAULT_MYSQL_PORT: u16 = 3306;
 pub const DEFAULT_SLOT: &str = "rowbridge";
@@ -81,6 +83,13 @@ pub struct PipelineConfig {
     /// Source transactions buffered between source and apply loop (backpressure bound).
     #[serde(default = "default_queue")]
     pub queue_txns: usize,
+    /// Row changes buffered between source and apply loop: the memory bound.
+    #[serde(default = "default_queue_rows")]
+    pub queue_rows: usize,
+    /// A source transaction with more row changes is applied in chunks of this size (each in
+    /// its own target transaction), so one huge transaction cannot exhaust memory.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
     /// Most changes parked waiting for a referenced row (a child before its parent); beyond it
     /// such changes go to the dead-letter queue.
     #[serde(default = "default_max_waiting")]
@@ -96,6 +105,8 @@ impl Default for PipelineConfig {
             batch_max_rows: DEFAULT_BATCH_MAX_ROWS,
             batch_max_txns: DEFAULT_BATCH_MAX_TXNS,
             queue_txns: DEFAULT_QUEUE_TXNS,
+            queue_rows: DEFAULT_QUEUE_ROWS,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
             max_waiting: DEFAULT_MAX_WAITING,
             status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
         }
@@ -198,6 +209,12 @@ fn default_batch_txns() -> usize {
 fn default_queue() -> usize {
     DEFAULT_QUEUE_TXNS
 }
+fn default_queue_rows() -> usize {
+    DEFAULT_QUEUE_ROWS
+}
+fn default_chunk_rows() -> usize {
+    DEFAULT_CHUNK_ROWS
+}
 fn default_max_waiting() -> usize {
     DEFAULT_MAX_WAITING
 }
@@ -259,10 +276,15 @@ impl Config {
             ("pipeline.batch_max_rows", p.batch_max_rows),
             ("pipeline.batch_max_txns", p.batch_max_txns),
             ("pipeline.queue_txns", p.queue_txns),
+            ("pipeline.queue_rows", p.queue_rows),
+            ("pipeline.chunk_rows", p.chunk_rows),
         ] {
             if v == 0 {
                 return Err(format!("{field}: must be at least 1"));
             }
+        }
+        if p.chunk_rows > p.queue_rows {
+            return Err("pipeline.chunk_rows: must not exceed pipeline.queue_rows".into());
         }
         for (name, ep) in &self.endpoints {
             let valid_name = !name.is_empty()

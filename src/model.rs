@@ -153,4 +153,10 @@ pub struct Transaction {
     /// Replication origin or marker that tagged this transaction, if any.
     pub origin: Option<String>,
     pub changes: Vec<RowChange>,
+    /// A chunk of a transaction too large to hold in memory at once: applied in its own target
+    /// transaction(s), never moving the checkpoint. `position` is then where the transaction
+    /// starts (its commit LSN on PostgreSQL, the previous group's end on MySQL): a restart
+    /// replays the whole transaction from the checkpoint, and every statement is idempotent.
+    #[serde(default)]
+    pub partial: bool,
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::keys::KeyState;
@@ -30,6 +30,7 @@ pub struct Applier {
     pub(super) store: Store,
     max_rows: usize,
     max_txns: usize,
+    queue_rows: usize,
     /// Last stored checkpoint.
     checkpoint: Option<Position>,
     /// Last checkpoint flushed and handed to the source.
@@ -60,6 +61,7 @@ impl Applier {
             store: flow.store.clone(),
             max_rows: flow.config.pipeline.batch_max_rows,
             max_txns: flow.config.pipeline.batch_max_txns,
+            queue_rows: flow.config.pipeline.queue_rows,
             durable: checkpoint.clone(),
             checkpoint,
             bound: HashMap::new(),
@@ -71,6 +73,7 @@ impl Applier {
     pub async fn run(
         &mut self,
         mut rx: mpsc::Receiver<SourceEvent>,
+        rows: Arc<Semaphore>,
         sink: &mut Sink,
         durable_tx: watch::Sender<Option<Position>>,
         flush_every: Duration,
@@ -86,8 +89,12 @@ impl Applier {
                 first = rx.recv() => {
                     let Some(first) = first else { break Err(Error::Shutdown) };
                     let batch = self.gather(first, &mut rx);
+                    let taken: usize = batch.iter().map(|ev| ev.rows().min(self.queue_rows)).sum();
                     metrics::gauge!(m::QUEUE_DEPTH, "flow" => self.flow.clone()).set(rx.len() as f64);
-                    if let Err(e) = self.apply_batch(batch, sink).await {
+                    let result = self.apply_batch(batch, sink).await;
+                    // These rows are out of the queue: let the source send more.
+                    rows.add_permits(taken);
+                    if let Err(e) = result {
                         break Err(e);
                     }
                 }
@@ -99,12 +106,12 @@ impl Applier {
     }
 
     fn gather(&self, first: SourceEvent, rx: &mut mpsc::Receiver<SourceEvent>) -> Vec<SourceEvent> {
-        let mut rows = event_rows(&first);
+        let mut rows = first.rows();
         let mut batch = vec![first];
         while batch.len() < self.max_txns && rows < self.max_rows {
             match rx.try_recv() {
                 Ok(ev) => {
-                    rows += event_rows(&ev);
+                    rows += ev.rows();
                     batch.push(ev);
                 }
                 Err(_) => break,
@@ -124,20 +131,33 @@ impl Applier {
     }
 
     async fn apply_batch(&mut self, batch: Vec<SourceEvent>, sink: &mut Sink) -> Result<()> {
-        let Some(end) = batch.iter().rev().map(event_position).next().cloned() else {
-            return Ok(());
-        };
-        if self.is_applied(&end) {
-            return Ok(());
-        }
+        // The batch's checkpoint: the last complete transaction or heartbeat. A chunk of a
+        // transaction still in progress moves nothing.
+        let end = batch.iter().rev().find_map(|ev| match ev {
+            SourceEvent::Txn(t) if t.partial => None,
+            SourceEvent::Txn(t) => Some(t.position.clone()),
+            SourceEvent::Heartbeat(p) => Some(p.clone()),
+        });
+        let end = end.filter(|e| !self.is_applied(e));
         let mut txns: Vec<Transaction> = batch
             .into_iter()
             .filter_map(|ev| match ev {
                 SourceEvent::Txn(t) => Some(t),
                 SourceEvent::Heartbeat(_) => None,
             })
-            .filter(|t| !self.is_applied(&t.position))
+            .filter(|t| {
+                if t.partial {
+                    // A chunk of a transaction the checkpoint has passed was applied already.
+                    let passed = self.checkpoint.as_ref().and_then(|c| t.position.compare(c));
+                    passed != Some(std::cmp::Ordering::Less)
+                } else {
+                    !self.is_applied(&t.position)
+                }
+            })
             .collect();
+        if end.is_none() && txns.is_empty() {
+            return Ok(());
+        }
         // Echo suppression: what rowbridge wrote on this source is not applied back. The
         // transaction still moves the checkpoint (its position is the batch end or before).
         let before = txns.len();
@@ -189,6 +209,10 @@ impl Applier {
         self.keys.commit()?;
         self.finish_waiting(&consumed, &txns[source_txns..])?;
         txns.truncate(source_txns);
+        let Some(end) = end else {
+            tracing::debug!(flow = %self.flow, ops = ops.len(), "chunk of a large transaction applied");
+            return Ok(());
+        };
         tracing::debug!(flow = %self.flow, txns = txns.len(), ops = ops.len(), position = %end, "batch applied");
         self.store.advance_checkpoint(&self.flow, &end)?;
         self.checkpoint = Some(end);
@@ -358,19 +382,5 @@ impl Applier {
         metrics::counter!(m::CHANGES_FAILED, "flow" => self.flow.clone()).increment(1);
         metrics::gauge!(m::DEAD_LETTERS).set(self.store.dead_letter_count() as f64);
         Ok(())
-    }
-}
-
-fn event_rows(ev: &SourceEvent) -> usize {
-    match ev {
-        SourceEvent::Txn(t) => t.changes.len().max(1),
-        SourceEvent::Heartbeat(_) => 0,
-    }
-}
-
-fn event_position(ev: &SourceEvent) -> &Position {
-    match ev {
-        SourceEvent::Txn(t) => &t.position,
-        SourceEvent::Heartbeat(p) => p,
     }
 }

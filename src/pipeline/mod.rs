@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EndpointKind};
@@ -26,7 +26,7 @@ use crate::position::Position;
 use crate::sink::Sink;
 use crate::source::mysql::{self, MysqlSource};
 use crate::source::postgres::{self, PgConn, PgSource};
-use crate::source::SourceEvent;
+use crate::source::Outbox;
 
 type SourceTask = tokio::task::JoinHandle<Result<()>>;
 use crate::store::Store;
@@ -116,7 +116,7 @@ impl Flow {
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let cfg = &self.config;
         let dst_cfg = &cfg.endpoints[&self.target];
-        let (tx, rx) = mpsc::channel(cfg.pipeline.queue_txns);
+        let (tx, rx, rows) = Outbox::new(cfg.pipeline.queue_txns, cfg.pipeline.queue_rows);
         let token = shutdown.child_token();
         let (checkpoint, durable_tx, mut src_task) = self.start_source(tx, token.clone()).await?;
         let sink = Sink::connect(&self.target, dst_cfg, &cfg.password(&self.target)?).await;
@@ -138,7 +138,7 @@ impl Flow {
         let interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
         let mut applier = Applier::new(self, checkpoint)?;
         let applied = applier
-            .run(rx, &mut sink, durable_tx, interval, shutdown)
+            .run(rx, rows, &mut sink, durable_tx, interval, shutdown)
             .await;
         token.cancel();
         let sourced = (&mut src_task).await.unwrap_or_else(|e| {
@@ -157,7 +157,7 @@ impl Flow {
     /// Prepare the source's server side (slot, or the binlog start position) and start reading.
     async fn start_source(
         &self,
-        tx: mpsc::Sender<SourceEvent>,
+        tx: Outbox,
         token: CancellationToken,
     ) -> Result<(
         Option<Position>,
@@ -188,6 +188,7 @@ impl Flow {
                         .map(|t| (t.namespace.clone(), t.table.clone()))
                         .collect(),
                     status_interval: interval,
+                    chunk_rows: cfg.pipeline.chunk_rows,
                 };
                 let start = checkpoint.clone();
                 let task =
@@ -221,6 +222,7 @@ impl Flow {
                         .map(|t| (t.namespace.to_lowercase(), t.table.to_lowercase()))
                         .collect(),
                     heartbeat: interval.max(Duration::from_millis(100)),
+                    chunk_rows: cfg.pipeline.chunk_rows,
                 };
                 tokio::spawn(async move { source.run(start, tx, token).await })
             }

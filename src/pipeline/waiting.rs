@@ -165,6 +165,7 @@ impl Applier {
                     commit_time_us: w.commit_time_us,
                     origin: None,
                     changes: vec![w.change.clone()],
+                    partial: false,
                 });
                 let ti = txns.len() - 1;
                 let change = txns[ti].changes[0].clone();

@@ -112,6 +112,9 @@ async fn changes_reach_erp_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_transaction_and_many_small_ones_match_row_for_row() {
     let mut b = accounts_bridge("volume").await;
+    // Small chunks and a small queue: the 10 000-row transaction crosses in chunks, with the
+    // memory bound in force.
+    b.write_config("chunk_rows = 1000\nqueue_rows = 3000");
     b.start_ready().await;
     b.crm_exec(
         "INSERT INTO accounts SELECT g, 'name ' || g, g * 1.0001, 0, repeat('x', g % 50), \

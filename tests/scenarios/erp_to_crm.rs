@@ -119,6 +119,9 @@ async fn erp_changes_reach_crm_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erp_big_transaction_and_many_small_ones_match() {
     let mut b = items_bridge("e2c_volume").await;
+    // Small chunks and a small queue: the 10 000-row transaction crosses in chunks, with the
+    // memory bound in force.
+    b.write_config("chunk_rows = 1000\nqueue_rows = 3000");
     b.start_ready().await;
     b.erp_exec(
         "INSERT INTO items SELECT seq, CONCAT('name ', seq), seq * 1.000000001, 0, REPEAT('x', seq % 50), \
@@ -306,4 +309,23 @@ updated = "updated"
         reason(1).contains("column 'updated'") && reason(1).contains("zero date"),
         "{dlq:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_right_after_a_restart_is_applied() {
+    let mut b = items_bridge("e2c_trunc").await;
+    b.start_ready().await;
+    b.erp_exec("INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b')")
+        .await;
+    converge(&b, Duration::from_secs(30)).await;
+    b.stop();
+    // The first event of the new session is the TRUNCATE: no row of the table seen yet.
+    b.erp_exec("TRUNCATE TABLE items").await;
+    b.start_ready().await;
+    converge(&b, Duration::from_secs(30)).await;
+    assert_eq!(
+        b.crm_rows("SELECT count(*) FROM items").await,
+        vec![vec![Some("0".to_string())]]
+    );
+    b.stop();
 }

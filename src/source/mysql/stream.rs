@@ -11,7 +11,6 @@ use mysql_async::binlog::events::{
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::decode::{self, ColumnInfo};
@@ -20,7 +19,7 @@ use crate::config::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
 use crate::model::{ColumnSchema, Op, RowChange, RowImage, TableSchema, Transaction};
 use crate::position::Position;
-use crate::source::SourceEvent;
+use crate::source::{Outbox, SourceEvent};
 
 pub struct MysqlSource {
     pub endpoint: String,
@@ -30,6 +29,8 @@ pub struct MysqlSource {
     pub tables: HashSet<(String, String)>,
     /// Server heartbeat period while the binlog is idle.
     pub heartbeat: Duration,
+    /// A transaction with more row changes than this is handed on in chunks.
+    pub chunk_rows: usize,
 }
 
 /// A mapped table as the latest table map event describes it.
@@ -56,7 +57,7 @@ impl MysqlSource {
     pub async fn run(
         &self,
         start: Position,
-        tx: mpsc::Sender<SourceEvent>,
+        out: Outbox,
         shutdown: CancellationToken,
     ) -> Result<()> {
         let mut stream = self.open(&start).await?;
@@ -71,6 +72,7 @@ impl MysqlSource {
                 return Err(self.protocol("a PostgreSQL position for a binlog source".into()))
             }
         };
+        let by_name = self.known_tables().await?;
         let mut state = State {
             source: self,
             file,
@@ -78,7 +80,7 @@ impl MysqlSource {
             by_gtid: matches!(start, Position::Gtid { .. }),
             open: None,
             tables: HashMap::new(),
-            by_name: HashMap::new(),
+            by_name,
             after: start.clone(),
         };
         loop {
@@ -92,12 +94,62 @@ impl MysqlSource {
                 Some(Err(e)) => return Err(self.stream_error(e, &state.after)),
                 None => return Err(self.protocol("binlog stream ended".into())),
             };
-            if let Some(out) = state.handle(&event, &stream)? {
-                if tx.send(out).await.is_err() {
-                    return Err(Error::Shutdown);
-                }
+            if let Some(ev) = state.handle(&event, &stream)? {
+                out.send(ev).await?;
             }
         }
+    }
+
+    /// Column names and keys of the mapped tables from information_schema, so a statement such
+    /// as TRUNCATE that arrives before any row event of its table still names its columns. The
+    /// first table map event of a table replaces this description.
+    async fn known_tables(&self) -> Result<HashMap<(String, String), Arc<TableInfo>>> {
+        let opts = crate::sink::mysql::opts(&self.cfg, &self.password);
+        let mut conn = Conn::new(opts)
+            .await
+            .map_err(|e| Error::mysql(&self.endpoint, e))?;
+        let mut out = HashMap::new();
+        for (db, table) in &self.tables {
+            let cols: Vec<(String, String, String, String)> = conn
+                .exec(
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_KEY FROM information_schema.COLUMNS \
+                     WHERE LOWER(TABLE_SCHEMA) = ? AND LOWER(TABLE_NAME) = ? ORDER BY ORDINAL_POSITION",
+                    (db, table),
+                )
+                .await
+                .map_err(|e| Error::mysql(&self.endpoint, e))?;
+            let Some((real_db, real_table, ..)) = cols.first().cloned() else {
+                continue;
+            };
+            let schema = TableSchema {
+                namespace: real_db,
+                name: real_table,
+                columns: cols
+                    .iter()
+                    .map(|(_, _, name, key)| ColumnSchema {
+                        name: name.clone(),
+                        type_name: String::new(),
+                        key: key == "PRI",
+                    })
+                    .collect(),
+            };
+            let columns = cols
+                .into_iter()
+                .map(|(_, _, name, _)| ColumnInfo {
+                    name,
+                    ..ColumnInfo::default()
+                })
+                .collect();
+            out.insert(
+                (db.clone(), table.clone()),
+                Arc::new(TableInfo {
+                    schema: Arc::new(schema),
+                    columns,
+                }),
+            );
+        }
+        let _ = conn.disconnect().await;
+        Ok(out)
     }
 
     async fn open(&self, start: &Position) -> Result<BinlogStream> {
@@ -216,7 +268,7 @@ impl State<'_> {
                     }
                 }
                 self.rows(&rows, stream)?;
-                Ok(None)
+                Ok(self.chunk())
             }
             EventData::XidEvent(_) => Ok(self.commit(offset, header.timestamp())),
             EventData::QueryEvent(q) => {
@@ -284,6 +336,24 @@ impl State<'_> {
         })
     }
 
+    /// Hand on the open group's changes so far when it has grown past the chunk size; the chunk
+    /// stands at the previous group's end, where a restart would read the group again.
+    fn chunk(&mut self) -> Option<SourceEvent> {
+        let chunk_rows = self.source.chunk_rows;
+        let t = self
+            .open
+            .as_mut()
+            .filter(|t| t.changes.len() >= chunk_rows)?;
+        Some(SourceEvent::Txn(Transaction {
+            endpoint: self.source.endpoint.clone(),
+            position: self.after.clone(),
+            commit_time_us: chrono::Utc::now().timestamp_micros(),
+            origin: t.own.then(|| crate::model::ORIGIN_PREFIX.to_string()),
+            changes: std::mem::take(&mut t.changes),
+            partial: true,
+        }))
+    }
+
     fn commit(&mut self, offset: u64, timestamp: u32) -> Option<SourceEvent> {
         let txn = self.open.take()?;
         if let Some(g) = txn.gtid {
@@ -300,6 +370,7 @@ impl State<'_> {
             commit_time_us: timestamp as i64 * 1_000_000,
             origin: txn.own.then(|| crate::model::ORIGIN_PREFIX.to_string()),
             changes: txn.changes,
+            partial: false,
         }))
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, Datum, Message, Relation, Tuple};
@@ -14,7 +14,7 @@ use crate::config::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
 use crate::model::{ColumnSchema, Op, RowChange, RowImage, TableSchema, Transaction, Value};
 use crate::position::Position;
-use crate::source::SourceEvent;
+use crate::source::{Outbox, SourceEvent};
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
@@ -30,6 +30,8 @@ pub struct PgSource {
     /// `(schema, table)` of mapped tables; changes to others are skipped undecoded.
     pub tables: HashSet<(String, String)>,
     pub status_interval: Duration,
+    /// A transaction with more row changes than this is handed on in chunks.
+    pub chunk_rows: usize,
 }
 
 struct RelationInfo {
@@ -39,6 +41,9 @@ struct RelationInfo {
 }
 
 struct OpenTxn {
+    /// LSN of the commit record (from Begin): where a chunk of this transaction stands.
+    final_lsn: u64,
+    commit_time_us: i64,
     origin: Option<String>,
     changes: Vec<RowChange>,
 }
@@ -49,7 +54,7 @@ impl PgSource {
     pub async fn run(
         &self,
         start: Option<Position>,
-        tx: mpsc::Sender<SourceEvent>,
+        out: Outbox,
         mut durable: watch::Receiver<Option<Position>>,
         shutdown: CancellationToken,
     ) -> Result<()> {
@@ -105,10 +110,8 @@ impl PgSource {
                         endpoint: self.endpoint.clone(),
                         message: "replication stream ended".into(),
                     })?;
-                    if let Some(out) = state.handle(ev)? {
-                        if tx.send(out).await.is_err() {
-                            return Err(Error::Shutdown);
-                        }
+                    if let Some(ev) = state.handle(ev)? {
+                        out.send(ev).await?;
                     }
                 }
             }
@@ -134,8 +137,14 @@ struct StreamState<'a> {
 impl StreamState<'_> {
     fn handle(&mut self, ev: ReplicationEvent) -> Result<Option<SourceEvent>> {
         match ev {
-            ReplicationEvent::Begin { .. } => {
+            ReplicationEvent::Begin {
+                final_lsn,
+                commit_time_micros,
+                ..
+            } => {
                 self.open = Some(OpenTxn {
+                    final_lsn: final_lsn.as_u64(),
+                    commit_time_us: commit_time_micros + PG_EPOCH_OFFSET_US,
                     origin: None,
                     changes: Vec::new(),
                 });
@@ -159,6 +168,7 @@ impl StreamState<'_> {
                     commit_time_us: commit_time_micros + PG_EPOCH_OFFSET_US,
                     origin: txn.origin,
                     changes: txn.changes,
+                    partial: false,
                 })));
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
@@ -170,6 +180,7 @@ impl StreamState<'_> {
             ReplicationEvent::XLogData { data, .. } => {
                 let msg = protocol::decode(&data).map_err(|e| self.protocol(&e.to_string()))?;
                 self.message(msg)?;
+                return Ok(self.chunk());
             }
             ReplicationEvent::Message {
                 transactional: true,
@@ -277,6 +288,22 @@ impl StreamState<'_> {
             Some(_) => Ok(None),
             None => Err(self.protocol(&format!("change for unknown relation {relation}"))),
         }
+    }
+
+    /// Hand on the open transaction's changes so far when it has grown past the chunk size.
+    fn chunk(&mut self) -> Option<SourceEvent> {
+        let t = self
+            .open
+            .as_mut()
+            .filter(|t| t.changes.len() >= self.source.chunk_rows)?;
+        Some(SourceEvent::Txn(Transaction {
+            endpoint: self.source.endpoint.clone(),
+            position: Position::Lsn(t.final_lsn),
+            commit_time_us: t.commit_time_us,
+            origin: t.origin.clone(),
+            changes: std::mem::take(&mut t.changes),
+            partial: true,
+        }))
     }
 
     fn push(&mut self, change: RowChange) -> Result<()> {
