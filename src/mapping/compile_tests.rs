@@ -7,63 +7,13 @@
 
 use super::*;
 
-use std::path::Path;
 use std::str::FromStr;
 
-use crate::error::ErrorClass;
 use crate::mapping::Mappings;
 use crate::model::Value;
 use convert::CastTo;
 
-const CONFIG: &str = r#"
-[store]
-path = "state"
-
-[endpoints.crm]
-kind = "postgres"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "crm"
-
-[endpoints.erp]
-kind = "mysql"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "erp"
-"#;
-
-const FILE: &str = "mappings/customers.toml";
-
-fn config() -> Config {
-    let c: Config = toml::from_str(CONFIG).unwrap();
-    c.validate().unwrap();
-    c
-}
-
-fn parse_at(path: &str, text: &str) -> Result<Mapping> {
-    let text = text.strip_prefix('\n').unwrap_or(text);
-    Mappings::parse_one(Path::new(path), text, &config())
-}
-
-fn parse(text: &str) -> Result<Mapping> {
-    parse_at(FILE, text)
-}
-
-/// The error's text starts with `mappings/customers.toml:{line}: ` and contains `needle`.
-#[track_caller]
-fn fails_at(text: &str, line: usize, needle: &str) {
-    let err = parse(text).expect_err("malformed mapping was accepted");
-    assert_error(err, FILE, line, needle);
-}
-
-#[track_caller]
-fn assert_error(err: crate::error::Error, file: &str, line: usize, needle: &str) {
-    let msg = err.to_string();
-    let prefix = format!("{file}:{line}: ");
-    assert!(msg.starts_with(&prefix), "expected {prefix:?}, got {msg:?}");
-    assert!(msg.contains(needle), "{msg:?} does not contain {needle:?}");
-    assert_eq!(err.class(), ErrorClass::Config);
-}
+use crate::mapping::test_support::{assert_error, fails_at, parse, parse_at};
 
 /// The steps of the column whose source name is `source`.
 #[track_caller]

@@ -336,4 +336,6 @@ impl Mappings {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -11,24 +11,7 @@ use super::*;
 use crate::error::ErrorClass;
 use crate::model::{ColumnSchema, Op, RowChange, RowImage, TableSchema, Value};
 
-const CONFIG: &str = r#"
-[store]
-path = "state"
-
-[endpoints.crm]
-kind = "postgres"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "crm"
-
-[endpoints.erp]
-kind = "mysql"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "erp"
-"#;
-
-const FILE: &str = "mappings/customers.toml";
+use super::test_support::{fails_at, parse, parse_at, FILE};
 
 const VALID: &str = r#"
 key = ["id"]
@@ -46,32 +29,6 @@ id = "customer_id"
 name = "full_name"
 email = { to = "mail" }
 "#;
-
-fn config() -> Config {
-    let c: Config = toml::from_str(CONFIG).unwrap();
-    c.validate().unwrap();
-    c
-}
-
-fn parse_at(path: &str, text: &str) -> Result<Mapping> {
-    let text = text.strip_prefix('\n').unwrap_or(text);
-    Mappings::parse_one(Path::new(path), text, &config())
-}
-
-fn parse(text: &str) -> Result<Mapping> {
-    parse_at(FILE, text)
-}
-
-/// The error's text starts with `mappings/customers.toml:{line}: ` and contains `needle`.
-#[track_caller]
-fn fails_at(text: &str, line: usize, needle: &str) {
-    let err = parse(text).expect_err("malformed mapping was accepted");
-    let msg = err.to_string();
-    let prefix = format!("{FILE}:{line}: ");
-    assert!(msg.starts_with(&prefix), "expected {prefix:?}, got {msg:?}");
-    assert!(msg.contains(needle), "{msg:?} does not contain {needle:?}");
-    assert_eq!(err.class(), ErrorClass::Config);
-}
 
 // ---- valid files -------------------------------------------------------------------------
 
