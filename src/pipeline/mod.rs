@@ -119,7 +119,8 @@ impl Flow {
         let (tx, rx, rows) = Outbox::new(cfg.pipeline.queue_txns, cfg.pipeline.queue_rows);
         let token = shutdown.child_token();
         let (checkpoint, durable_tx, mut src_task) = self.start_source(tx, token.clone()).await?;
-        let sink = Sink::connect(&self.target, dst_cfg, &cfg.password(&self.target)?).await;
+        let password = cfg.password(&self.target)?;
+        let sink = Sink::connect(&self.target, dst_cfg, &password, &self.source).await;
         metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.target.clone())
             .set(sink.is_ok() as u8 as f64);
         let mut sink = match sink {

@@ -79,17 +79,19 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// Connect to `endpoint` as the writer of the flow whose source is `flow_source`.
     pub async fn connect(
         endpoint: &str,
         cfg: &crate::config::EndpointConfig,
         password: &crate::config::Secret,
+        flow_source: &str,
     ) -> crate::error::Result<Sink> {
         Ok(match cfg.kind {
             crate::config::EndpointKind::Mysql => {
                 Sink::Mysql(mysql::MysqlSink::connect(endpoint, cfg, password).await?)
             }
             crate::config::EndpointKind::Postgres => Sink::Postgres(Box::new(
-                postgres::PgSink::connect(endpoint, cfg, password).await?,
+                postgres::PgSink::connect(endpoint, cfg, password, flow_source).await?,
             )),
         })
     }

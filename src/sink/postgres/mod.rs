@@ -39,8 +39,8 @@ pub struct PgSink {
 /// Tag every transaction of this session with a replication origin, so the PostgreSQL source
 /// of this database drops rowbridge's own writes. The origin name is unique per target
 /// database (origins are cluster-wide and one session may hold an origin at a time).
-async fn mark_origin(conn: &PgConn, cfg: &EndpointConfig) -> Result<()> {
-    let name = origin_name(&cfg.database);
+async fn mark_origin(conn: &PgConn, cfg: &EndpointConfig, flow_source: &str) -> Result<()> {
+    let name = origin_name(&cfg.database, flow_source);
     let sql = format!(
         "SELECT pg_replication_origin_create('{name}') WHERE pg_replication_origin_oid('{name}') IS NULL; \
          SELECT pg_replication_origin_session_setup('{name}')"
@@ -56,33 +56,37 @@ async fn mark_origin(conn: &PgConn, cfg: &EndpointConfig) -> Result<()> {
     })
 }
 
-/// `rowbridge_<database>` (hex-encoded when the name has other characters), at most 63 bytes.
-pub fn origin_name(database: &str) -> String {
-    let plain = database
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let tail = if plain {
-        database.to_string()
-    } else {
-        database.bytes().map(|b| format!("{b:02x}")).collect()
+/// `rowbridge_<database>_<source endpoint>` (hex-encoded when a name has other characters),
+/// at most 63 bytes: one origin per flow into this database, since only one session may hold
+/// an origin at a time.
+pub fn origin_name(database: &str, flow_source: &str) -> String {
+    let part = |s: &str| {
+        if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            s.to_string()
+        } else {
+            s.bytes().map(|b| format!("{b:02x}")).collect()
+        }
     };
+    let tail = format!("{}_{}", part(database), part(flow_source));
     let mut name = format!("{}_{tail}", crate::model::ORIGIN_PREFIX);
     name.truncate(63);
     name
 }
 
 impl PgSink {
+    /// Connect and tag the session as the writer of the flow from `flow_source`.
     pub async fn connect(
         endpoint: &str,
         cfg: &EndpointConfig,
         password: &Secret,
+        flow_source: &str,
     ) -> Result<PgSink> {
         let conn = PgConn::connect(endpoint, cfg, password).await?;
         conn.client
             .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'")
             .await
             .map_err(|e| Error::pg(endpoint, e))?;
-        mark_origin(&conn, cfg).await?;
+        mark_origin(&conn, cfg, flow_source).await?;
         Ok(PgSink {
             endpoint: endpoint.to_string(),
             conn,
@@ -245,5 +249,19 @@ impl PgSink {
         }
         self.types.insert(key, Arc::new(map));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_name;
+
+    #[test]
+    fn origin_names_are_per_flow_and_fit() {
+        assert_eq!(origin_name("crm", "erp"), "rowbridge_crm_erp");
+        assert_ne!(origin_name("crm", "erp"), origin_name("crm", "shop"));
+        assert_eq!(origin_name("my-db", "erp"), "rowbridge_6d792d6462_erp");
+        assert!(origin_name(&"x".repeat(100), "erp").len() <= 63);
+        assert!(crate::model::is_own_write(Some(&origin_name("crm", "erp"))));
     }
 }
