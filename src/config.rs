@@ -83,6 +83,10 @@ pub struct PipelineConfig {
     /// Source transactions buffered between source and apply loop (backpressure bound).
     #[serde(default = "default_queue")]
     pub queue_txns: usize,
+    /// Mark every transaction rowbridge writes (replication origin / skip_replication) so its
+    /// own writes are not streamed back. Turning it off leaves only the content check.
+    #[serde(default = "default_true")]
+    pub mark_writes: bool,
     /// Row changes buffered between source and apply loop: the memory bound.
     #[serde(default = "default_queue_rows")]
     pub queue_rows: usize,
@@ -106,6 +110,7 @@ impl Default for PipelineConfig {
             batch_max_txns: DEFAULT_BATCH_MAX_TXNS,
             queue_txns: DEFAULT_QUEUE_TXNS,
             queue_rows: DEFAULT_QUEUE_ROWS,
+            mark_writes: true,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             max_waiting: DEFAULT_MAX_WAITING,
             status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
@@ -208,6 +213,9 @@ fn default_batch_txns() -> usize {
 }
 fn default_queue() -> usize {
     DEFAULT_QUEUE_TXNS
+}
+fn default_true() -> bool {
+    true
 }
 fn default_queue_rows() -> usize {
     DEFAULT_QUEUE_ROWS

@@ -184,6 +184,8 @@ impl Applier {
             .await?;
         if !ops.is_empty() {
             let started = Instant::now();
+            // Before the commit: the echo can reach the other flow as soon as the target commits.
+            self.remember_writes(&ops)?;
             let applied = sink.apply(&ops).await?;
             metrics::histogram!(m::APPLY_SECONDS, "flow" => flow.clone())
                 .record(started.elapsed().as_secs_f64());
@@ -261,6 +263,10 @@ impl Applier {
                 failures.push((b.mapping.name.clone(), err));
                 continue;
             }
+            if self.echo_check(b, change)? {
+                metrics::counter!(m::ECHO_SKIPPED, "flow" => self.flow.clone()).increment(1);
+                continue;
+            }
             if self.keys.is_waiting(&b.mapping.name, &source_key) {
                 // An earlier change of this row waits: this one queues behind it.
                 parks.push((b.mapping.name.clone(), source_key, None));
@@ -335,6 +341,82 @@ impl Applier {
             self.bound.insert(key, v);
         }
         Ok(key)
+    }
+
+    /// Before a batch commits: remember what each upsert writes; a delete forgets the row. An
+    /// entry of a write that then fails never matches a change and goes with the next one.
+    fn remember_writes(&self, ops: &[TargetOp]) -> Result<()> {
+        for op in ops {
+            // Only rows of tables that some mapping reads back can echo.
+            let t = op.table();
+            if self
+                .mappings
+                .for_source(&t.endpoint, &t.namespace, &t.name)
+                .next()
+                .is_none()
+            {
+                continue;
+            }
+            match op {
+                TargetOp::Upsert { .. } => {
+                    if let Some((row, cols, fp)) = super::echo::written(op) {
+                        self.store.add_written(&row, &cols, fp)?;
+                    }
+                }
+                TargetOp::Delete { table, key } => {
+                    let key: Vec<_> = table
+                        .key
+                        .iter()
+                        .map(|&i| table.columns[i].clone())
+                        .zip(key.iter().cloned())
+                        .collect();
+                    self.store.forget_written(&super::echo::row_key(
+                        &table.endpoint,
+                        &table.namespace,
+                        &table.name,
+                        &key,
+                    ))?;
+                }
+                TargetOp::Truncate { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Second line of echo suppression: an insert or update whose written columns read back
+    /// exactly as one of rowbridge's recent writes to this row is that write coming back: it is
+    /// dropped, with the writes before it (their echoes came earlier). A change that matches
+    /// none is a user's: the history is cleared, so a later change back to those values is
+    /// the user's too, not an echo.
+    fn echo_check(&self, b: &BoundMapping, change: &RowChange) -> Result<bool> {
+        let (Op::Insert | Op::Update, Some(after)) = (change.op, change.after.as_ref()) else {
+            return Ok(false);
+        };
+        let schema = &change.table;
+        let mut key = Vec::with_capacity(b.mapping.key.len());
+        for k in &b.mapping.key {
+            let Some(v) = schema
+                .column_index(k)
+                .and_then(|i| after.get(i).cloned().flatten())
+            else {
+                return Ok(false);
+            };
+            key.push((k.clone(), v));
+        }
+        let endpoint = &b.mapping.source.endpoint;
+        let row = super::echo::row_key(endpoint, &schema.namespace, &schema.name, &key);
+        let history = self.store.written(&row)?;
+        if history.is_empty() {
+            return Ok(false);
+        }
+        let hit = history.iter().position(|(cols, fp)| {
+            super::echo::image_fingerprint(schema, after, cols) == Some(*fp)
+        });
+        match hit {
+            Some(i) => self.store.set_written_list(&row, &history[i + 1..])?,
+            None => self.store.forget_written(&row)?,
+        }
+        Ok(hit.is_some())
     }
 
     pub(super) fn flow_name(&self) -> &str {

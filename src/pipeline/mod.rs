@@ -7,6 +7,7 @@
 //! replay. Endpoint-fatal and configuration errors stop the flow without a retry loop.
 
 mod apply;
+mod echo;
 mod keys;
 mod waiting;
 
@@ -120,7 +121,8 @@ impl Flow {
         let token = shutdown.child_token();
         let (checkpoint, durable_tx, mut src_task) = self.start_source(tx, token.clone()).await?;
         let password = cfg.password(&self.target)?;
-        let sink = Sink::connect(&self.target, dst_cfg, &password, &self.source).await;
+        let mark = cfg.pipeline.mark_writes;
+        let sink = Sink::connect(&self.target, dst_cfg, &password, &self.source, mark).await;
         metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.target.clone())
             .set(sink.is_ok() as u8 as f64);
         let mut sink = match sink {

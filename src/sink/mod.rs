@@ -85,13 +85,20 @@ impl Sink {
         cfg: &crate::config::EndpointConfig,
         password: &crate::config::Secret,
         flow_source: &str,
+        mark_writes: bool,
     ) -> crate::error::Result<Sink> {
         Ok(match cfg.kind {
             crate::config::EndpointKind::Mysql => {
-                Sink::Mysql(mysql::MysqlSink::connect(endpoint, cfg, password).await?)
+                Sink::Mysql(mysql::MysqlSink::connect(endpoint, cfg, password, mark_writes).await?)
             }
             crate::config::EndpointKind::Postgres => Sink::Postgres(Box::new(
-                postgres::PgSink::connect(endpoint, cfg, password, flow_source).await?,
+                postgres::PgSink::connect(
+                    endpoint,
+                    cfg,
+                    password,
+                    mark_writes.then_some(flow_source),
+                )
+                .await?,
             )),
         })
     }

@@ -30,6 +30,9 @@ const AUDIT: &str = "audit";
 const KEYMAP: &str = "keymap";
 const WAITING: &str = "waiting";
 const WAITING_INDEX: &str = "waiting_index";
+const WRITTEN: &str = "written";
+/// Writes per row whose echoes may still be on their way back.
+pub const WRITTEN_HISTORY: usize = 8;
 
 #[derive(Clone)]
 pub struct Store {
@@ -41,6 +44,8 @@ pub struct Store {
     waiting: sled::Tree,
     /// (mapping, key, position) of parked changes: a replayed change is not parked twice.
     waiting_index: sled::Tree,
+    /// Fingerprint of what rowbridge last wrote to each target row (echo suppression).
+    written: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -73,6 +78,7 @@ impl Store {
             keymap: tree(KEYMAP)?,
             waiting: tree(WAITING)?,
             waiting_index: tree(WAITING_INDEX)?,
+            written: tree(WRITTEN)?,
             db,
         })
     }
@@ -268,6 +274,42 @@ impl Store {
 
     pub fn waiting_count(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// What rowbridge recently wrote to a row, oldest first: (columns, fingerprint) per write
+    /// whose echo has not come back yet.
+    pub fn written(&self, row: &str) -> Result<Vec<(Vec<String>, u64)>> {
+        Ok(self
+            .written
+            .get(row)
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Remember one more write to a row (the last [`WRITTEN_HISTORY`] are kept).
+    pub fn add_written(&self, row: &str, columns: &[String], fingerprint: u64) -> Result<()> {
+        let mut list = self.written(row)?;
+        list.push((columns.to_vec(), fingerprint));
+        if list.len() > WRITTEN_HISTORY {
+            list.remove(0);
+        }
+        self.set_written_list(row, &list)
+    }
+
+    pub fn set_written_list(&self, row: &str, list: &[(Vec<String>, u64)]) -> Result<()> {
+        if list.is_empty() {
+            return self.forget_written(row);
+        }
+        self.written
+            .insert(row, encode(&list)?)
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    pub fn forget_written(&self, row: &str) -> Result<()> {
+        self.written.remove(row).map(|_| ()).map_err(store_err)
     }
 
     pub fn audit(&self, entry: AuditEntry) -> Result<()> {

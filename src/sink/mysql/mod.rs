@@ -47,14 +47,24 @@ pub fn opts(cfg: &EndpointConfig, password: &Secret) -> OptsBuilder {
 }
 
 impl MysqlSink {
-    pub async fn connect(endpoint: &str, cfg: &EndpointConfig, password: &Secret) -> Result<Self> {
+    pub async fn connect(
+        endpoint: &str,
+        cfg: &EndpointConfig,
+        password: &Secret,
+        mark_writes: bool,
+    ) -> Result<Self> {
         let opts = opts(cfg, password).init(SESSION_SETUP.iter().map(|s| s.to_string()).collect());
         let mut conn = Conn::new(opts)
             .await
             .map_err(|e| Error::mysql(endpoint, e))?;
         // MariaDB marks every event of this session (flag 0x8000): the binlog source of the
         // other direction recognises rowbridge's own writes by it and drops them.
-        if let Err(e) = conn.query_drop("SET SESSION skip_replication = 1").await {
+        if !mark_writes {
+            tracing::info!(
+                endpoint,
+                "writes are not marked (pipeline.mark_writes = false)"
+            );
+        } else if let Err(e) = conn.query_drop("SET SESSION skip_replication = 1").await {
             tracing::warn!(endpoint, error = %e, "cannot mark rowbridge's writes (not MariaDB?): echo suppression is off for this endpoint");
         }
         Ok(MysqlSink {

@@ -74,19 +74,21 @@ pub fn origin_name(database: &str, flow_source: &str) -> String {
 }
 
 impl PgSink {
-    /// Connect and tag the session as the writer of the flow from `flow_source`.
+    /// Connect and, with a `flow_source`, tag the session as the writer of that flow.
     pub async fn connect(
         endpoint: &str,
         cfg: &EndpointConfig,
         password: &Secret,
-        flow_source: &str,
+        flow_source: Option<&str>,
     ) -> Result<PgSink> {
         let conn = PgConn::connect(endpoint, cfg, password).await?;
         conn.client
             .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'")
             .await
             .map_err(|e| Error::pg(endpoint, e))?;
-        mark_origin(&conn, cfg, flow_source).await?;
+        if let Some(source) = flow_source {
+            mark_origin(&conn, cfg, source).await?;
+        }
         Ok(PgSink {
             endpoint: endpoint.to_string(),
             conn,
