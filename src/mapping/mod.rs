@@ -196,6 +196,9 @@ pub struct Mappings {
     /// Names of mappings other mappings reference: their writes are recorded in the key map.
     pub referenced: std::collections::HashSet<String>,
     by_source: HashMap<(String, String, String), Vec<usize>>,
+    /// Tables that are both a mapping's target and a mapping's source: rows rowbridge writes
+    /// there can come back, so only they need echo fingerprints.
+    read_back: std::collections::HashSet<(String, String, String)>,
 }
 
 impl Mappings {
@@ -291,7 +294,26 @@ impl Mappings {
                 out.referenced.insert(name.to_string());
             }
         }
+        let table = |t: &TableRef| (t.endpoint.clone(), t.namespace.clone(), t.table.clone());
+        let targets: std::collections::HashSet<_> =
+            out.list.iter().map(|m| table(&m.target)).collect();
+        out.read_back = out
+            .list
+            .iter()
+            .map(|m| table(&m.source))
+            .filter(|t| targets.contains(t))
+            .collect();
         Ok(out)
+    }
+
+    /// Whether rowbridge both writes and reads this table (see `read_back`).
+    pub fn is_read_back(&self, endpoint: &str, namespace: &str, table: &str) -> bool {
+        !self.read_back.is_empty()
+            && self.read_back.contains(&(
+                endpoint.to_string(),
+                namespace.to_string(),
+                table.to_string(),
+            ))
     }
 
     /// Mappings whose source is this table.

@@ -349,11 +349,9 @@ impl Applier {
         for op in ops {
             // Only rows of tables that some mapping reads back can echo.
             let t = op.table();
-            if self
+            if !self
                 .mappings
-                .for_source(&t.endpoint, &t.namespace, &t.name)
-                .next()
-                .is_none()
+                .is_read_back(&t.endpoint, &t.namespace, &t.name)
             {
                 continue;
             }
@@ -393,6 +391,13 @@ impl Applier {
             return Ok(false);
         };
         let schema = &change.table;
+        let source = &b.mapping.source;
+        if !self
+            .mappings
+            .is_read_back(&source.endpoint, &source.namespace, &source.table)
+        {
+            return Ok(false);
+        }
         let mut key = Vec::with_capacity(b.mapping.key.len());
         for k in &b.mapping.key {
             let Some(v) = schema

@@ -58,25 +58,7 @@ async fn items_bridge(prefix: &str) -> Bridge {
 }
 
 async fn converge(b: &Bridge, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (e, c) = (b.erp_rows(ERP_SELECT).await, b.crm_rows(CRM_SELECT).await);
-        if e == c {
-            return;
-        }
-        if Instant::now() >= deadline {
-            let diff = e.iter().zip(&c).position(|(x, y)| x != y);
-            panic!(
-                "CRM != ERP after {timeout:?}: {} ERP rows, {} CRM rows, first differing row {diff:?}: {:?} vs {:?}\nlog:\n{}",
-                e.len(),
-                c.len(),
-                diff.map(|i| &e[i]),
-                diff.map(|i| &c[i]),
-                tail(&b.log(), 30)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    b.wait_equal(CRM_SELECT, ERP_SELECT, timeout).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
