@@ -109,6 +109,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         .map(|(s, t)| crate::pipeline::flow_name(s, t))
         .collect();
     health.expect_flows(names.iter().map(String::as_str));
+    // MySQL/MariaDB binlog commit times have whole seconds: conflicts compare at that precision.
+    let coarse = config
+        .endpoints
+        .iter()
+        .filter(|(_, e)| e.kind == crate::config::EndpointKind::Mysql)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let hub = crate::pipeline::conflict::Hub::new(store.clone(), mappings.clone(), coarse);
     for (source, target) in flows {
         let (c, m, s, h) = (
             config.clone(),
@@ -116,7 +124,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             store.clone(),
             health.clone(),
         );
-        let flow = Flow::new(&source, &target, c, m, s, h);
+        let flow = Flow::new(&source, &target, c, m, s, h, hub.clone());
         tracing::info!(flow = %flow.name, "starting flow");
         tasks.spawn(flow.run(shutdown.clone()));
     }

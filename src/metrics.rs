@@ -32,6 +32,8 @@ pub const ERRORS: &str = "rowbridge_errors_total";
 pub const RETRIES: &str = "rowbridge_retries_total";
 pub const WAITING: &str = "rowbridge_waiting_changes";
 pub const ECHO_SKIPPED: &str = "rowbridge_echo_skipped_total";
+pub const CONFLICTS: &str = "rowbridge_conflicts_total";
+pub const CONFLICTS_OPEN: &str = "rowbridge_conflicts_open";
 
 fn describe() {
     describe_counter!(
@@ -100,6 +102,21 @@ fn describe() {
         "Errors by class (transient, row, endpoint_fatal, config)."
     );
     describe_counter!(RETRIES, Unit::Count, "Retries after transient errors.");
+    describe_counter!(
+        CONFLICTS,
+        Unit::Count,
+        "Conflicts decided or parked, by mapping and resolution (last_writer_wins, source_wins, merge, manual)."
+    );
+    describe_gauge!(
+        CONFLICTS_OPEN,
+        Unit::Count,
+        "Conflicts not resolved yet (waiting for both versions, or parked for an operator)."
+    );
+    describe_counter!(
+        ECHO_SKIPPED,
+        Unit::Count,
+        "Changes dropped because they are rowbridge's own writes coming back."
+    );
     describe_gauge!(
         WAITING,
         Unit::Count,

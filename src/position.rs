@@ -37,6 +37,20 @@ impl Position {
         }
     }
 
+    /// Whether a stream read up to `self` has read everything at or before `mark` (a MySQL
+    /// mark may be a plain file position while the stream counts in GTID positions).
+    pub fn reached(&self, mark: &Position) -> bool {
+        match (self, mark) {
+            (Position::Lsn(a), Position::Lsn(b)) => a >= b,
+            (a, b) => match (a.binlog(), b.binlog()) {
+                (Some((fa, oa)), Some((fb, ob))) => {
+                    binlog_file_order(fa, fb).then(oa.cmp(&ob)) != Ordering::Less
+                }
+                _ => false,
+            },
+        }
+    }
+
     /// Binlog file and offset of a MySQL/MariaDB position.
     pub fn binlog(&self) -> Option<(&str, u64)> {
         match self {

@@ -7,9 +7,12 @@ use toml::Spanned;
 
 use super::convert::{self, Step, Unmapped, ValueMap};
 use super::file::{self, ColumnTable, Parsed};
-use super::{ColumnMap, Computed, ComputedColumn, Filter, FilterTest, Mapping, OnDelete, TableRef};
+use super::{
+    ColumnMap, Computed, ComputedColumn, ConflictRules, Filter, FilterTest, Mapping, OnDelete,
+    Policy, TableRef,
+};
 use crate::config::{Config, EndpointKind};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
     let f = &p.file;
@@ -144,6 +147,7 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
             (on.clone(), p.line(m))
         }
     };
+    let conflict = conflict_rules(p, both, &source, &target, &columns, &key)?;
     Ok(Mapping {
         name,
         file: p.path.clone(),
@@ -161,6 +165,7 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
         matching,
         match_line,
         both,
+        conflict,
     })
 }
 
@@ -201,9 +206,137 @@ fn columns(p: &Parsed, seen: &mut HashMap<String, usize>) -> Result<Vec<ColumnMa
             steps,
             reference: table.reference.clone(),
             owner: table.owner.clone(),
+            conflict: match table.conflict.as_deref() {
+                None => None,
+                Some(c) => Some(Policy::parse(c).ok_or_else(|| {
+                    p.err(
+                        spec,
+                        format!(
+                            "columns.{}: conflict: '{c}' is not one of {POLICIES}",
+                            src.get_ref()
+                        ),
+                    )
+                })?),
+            },
         });
     }
     Ok(out)
+}
+
+const POLICIES: &str = "last_writer_wins, source_wins, merge, manual";
+
+/// The `[conflict]` table: only a `direction = "both"` mapping has one (with defaults when
+/// it is left out); every column must have a winner under `source_wins`.
+fn conflict_rules(
+    p: &Parsed,
+    both: bool,
+    source: &TableRef,
+    target: &TableRef,
+    columns: &[ColumnMap],
+    key: &[String],
+) -> Result<Option<ConflictRules>> {
+    let f = &p.file;
+    if !both {
+        if let Some(c) = &f.conflict {
+            return Err(p.err(
+                c,
+                "conflict: only a direction = \"both\" mapping has conflicts",
+            ));
+        }
+        if let Some(c) = columns.iter().find(|c| c.conflict.is_some()) {
+            return Err(Error::mapping(
+                &p.path,
+                c.line,
+                format!(
+                    "columns.{}: conflict: only a direction = \"both\" mapping has conflicts",
+                    c.source
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let line = f.conflict.as_ref().map(|c| p.line(c)).unwrap_or(1);
+    let err = |m: String| Error::mapping(&p.path, line, m);
+    let spec = f.conflict.as_ref().map(|c| c.get_ref());
+    let policy_of = |key: &str, v: Option<&String>, default: Policy| match v {
+        None => Ok(default),
+        Some(v) => Policy::parse(v)
+            .ok_or_else(|| err(format!("conflict.{key}: '{v}' is not one of {POLICIES}"))),
+    };
+    let policy = policy_of(
+        "policy",
+        spec.and_then(|s| s.policy.as_ref()),
+        Policy::LastWriterWins,
+    )?;
+    let fallback = policy_of(
+        "fallback",
+        spec.and_then(|s| s.fallback.as_ref()),
+        Policy::LastWriterWins,
+    )?;
+    if fallback == Policy::Merge {
+        return Err(err(
+            "conflict.fallback: must be last_writer_wins, source_wins or manual".into(),
+        ));
+    }
+    let endpoints = [source.endpoint.as_str(), target.endpoint.as_str()];
+    let known = |key: &str, e: &str| {
+        if endpoints.contains(&e) {
+            Ok(())
+        } else {
+            Err(err(format!(
+                "conflict.{key}: '{e}' is neither endpoint of this mapping ({}, {})",
+                endpoints[0], endpoints[1]
+            )))
+        }
+    };
+    let winner = spec.and_then(|s| s.winner.clone());
+    if let Some(w) = &winner {
+        known("winner", w)?;
+    }
+    let priority = match spec.and_then(|s| s.priority.clone()) {
+        None => endpoints.iter().map(|e| e.to_string()).collect(),
+        Some(list) => {
+            for e in &list {
+                known("priority", e)?;
+            }
+            if list.len() != 2 || list[0] == list[1] {
+                return Err(err(format!(
+                    "conflict.priority: list both endpoints once, e.g. [\"{}\", \"{}\"]",
+                    endpoints[1], endpoints[0]
+                )));
+            }
+            list
+        }
+    };
+    // Every column a source_wins decision can reach needs a winner.
+    for c in columns.iter().filter(|c| !key.contains(&c.source)) {
+        let own = c.conflict.unwrap_or(policy);
+        let needs =
+            own == Policy::SourceWins || (own == Policy::Merge && fallback == Policy::SourceWins);
+        if needs && c.owner.is_none() && winner.is_none() {
+            return Err(Error::mapping(
+                &p.path,
+                c.line,
+                format!(
+                    "columns.{}: source_wins needs an owner for this column or conflict.winner",
+                    c.source
+                ),
+            ));
+        }
+    }
+    let row_level = [policy, fallback];
+    if row_level.contains(&Policy::SourceWins) && winner.is_none() {
+        // A delete against an update is decided for the whole row.
+        return Err(err(
+            "conflict.winner: source_wins decides a delete against an update by the winner endpoint; name it".into(),
+        ));
+    }
+    Ok(Some(ConflictRules {
+        policy,
+        winner,
+        fallback,
+        priority,
+    }))
 }
 
 /// The conversion steps of one column, in their fixed order.

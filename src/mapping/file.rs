@@ -48,6 +48,26 @@ pub(crate) struct MappingFile {
     /// Match an existing target row by natural key the first time a source row is written.
     #[serde(default, rename = "match")]
     pub matching: Option<Spanned<MatchSpec>>,
+    /// How concurrent edits of one row on both sides are resolved (`direction = "both"` only).
+    #[serde(default)]
+    pub conflict: Option<Spanned<ConflictSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConflictSpec {
+    /// `last_writer_wins` (default), `source_wins`, `merge` or `manual`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// `source_wins`: the endpoint that wins the columns without an owner.
+    #[serde(default)]
+    pub winner: Option<String>,
+    /// `merge`: the policy for a column both sides changed (default `last_writer_wins`).
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// `last_writer_wins`: the endpoint listed first wins a tie.
+    #[serde(default)]
+    pub priority: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +104,9 @@ pub(crate) struct ColumnTable {
     /// Endpoint that owns the column (source of truth).
     #[serde(default)]
     pub owner: Option<String>,
+    /// Conflict policy for this column (`direction = "both"`), overriding the mapping's.
+    #[serde(default)]
+    pub conflict: Option<String>,
     #[serde(default)]
     pub if_null: Option<toml::Value>,
     #[serde(default)]

@@ -45,9 +45,122 @@ pub struct ColumnMap {
     pub steps: Vec<convert::Step>,
     /// Name of the mapping whose key map translates this value (a foreign key).
     pub reference: Option<String>,
-    /// The endpoint that is the source of truth for this column. When it is not this
-    /// mapping's source, the column is written on insert only, never overwritten.
+    /// The endpoint that is the source of truth for this column. In a one-way mapping, when
+    /// it is not the source, the column is written on insert only, never overwritten; in a
+    /// `direction = "both"` mapping the column flows both ways and the owner wins conflicts.
     pub owner: Option<String>,
+    /// Conflict policy of this column, overriding the mapping's (`direction = "both"`).
+    pub conflict: Option<Policy>,
+}
+
+/// How a conflicting edit of a row (or of one column) is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Policy {
+    /// The later source commit wins; a tie goes to the endpoint first in `priority`.
+    LastWriterWins,
+    /// The column's owner (else the mapping's `winner`) wins.
+    SourceWins,
+    /// A column changed on one side only keeps that change; one changed on both sides is
+    /// resolved by the fallback policy.
+    Merge,
+    /// Park both versions; an operator resolves.
+    Manual,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        Some(match s {
+            "last_writer_wins" => Policy::LastWriterWins,
+            "source_wins" => Policy::SourceWins,
+            "merge" => Policy::Merge,
+            "manual" => Policy::Manual,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::LastWriterWins => "last_writer_wins",
+            Policy::SourceWins => "source_wins",
+            Policy::Merge => "merge",
+            Policy::Manual => "manual",
+        }
+    }
+}
+
+/// The `[conflict]` table of a `direction = "both"` mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictRules {
+    pub policy: Policy,
+    /// `source_wins`: the endpoint that wins columns without an owner.
+    pub winner: Option<String>,
+    /// `merge`: how a column changed on both sides is resolved (never `merge`).
+    pub fallback: Policy,
+    /// Endpoints in tie-break order (first wins).
+    pub priority: Vec<String>,
+}
+
+/// Both directions of one `direction = "both"` mapping: side `a` is the file's source, `b`
+/// its target. Fields are the mapped column pairs in the forward mapping's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    pub name: String,
+    pub a: TableRef,
+    pub b: TableRef,
+    pub fields: Vec<PairField>,
+    /// Indexes into `fields` of the key.
+    pub key: Vec<usize>,
+    pub rules: ConflictRules,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairField {
+    pub a: String,
+    pub b: String,
+    pub policy: Policy,
+    pub owner: Option<String>,
+}
+
+impl Pair {
+    fn of(m: &Mapping) -> Option<Pair> {
+        let rules = m.conflict.clone()?;
+        let fields: Vec<PairField> = m
+            .columns
+            .iter()
+            .map(|c| PairField {
+                a: c.source.clone(),
+                b: c.target.clone(),
+                policy: c.conflict.unwrap_or(rules.policy),
+                owner: c.owner.clone(),
+            })
+            .collect();
+        let key = m
+            .key
+            .iter()
+            .filter_map(|k| fields.iter().position(|f| &f.a == k))
+            .collect();
+        Some(Pair {
+            name: m.name.clone(),
+            a: m.source.clone(),
+            b: m.target.clone(),
+            fields,
+            key,
+            rules,
+        })
+    }
+
+    /// The side (`true` = a) an endpoint is.
+    pub fn is_a(&self, endpoint: &str) -> bool {
+        self.a.endpoint == endpoint
+    }
+
+    /// Column names of one side, in field order.
+    pub fn columns(&self, a_side: bool) -> Vec<&str> {
+        self.fields
+            .iter()
+            .map(|f| if a_side { f.a.as_str() } else { f.b.as_str() })
+            .collect()
+    }
 }
 
 /// A target column that no single source column feeds.
@@ -120,6 +233,8 @@ pub struct Mapping {
     pub match_line: usize,
     /// `direction = "both"`: the same columns also flow from target to source.
     pub both: bool,
+    /// Conflict rules of a `direction = "both"` mapping (both directions carry them).
+    pub conflict: Option<ConflictRules>,
 }
 
 impl Mapping {
@@ -130,7 +245,7 @@ impl Mapping {
         let plain = self
             .columns
             .iter()
-            .all(|c| c.steps.is_empty() && c.reference.is_none() && c.owner.is_none());
+            .all(|c| c.steps.is_empty() && c.reference.is_none());
         if !plain
             || !self.computed.is_empty()
             || !self.filters.is_empty()
@@ -138,7 +253,7 @@ impl Mapping {
             || self.update_only
             || matches!(self.on_delete, OnDelete::Set { .. })
         {
-            return Err(self.error(1, "direction = \"both\" needs plain column renames only (no conversions, computed columns, filters, match, references, owners or write = \"update\"); write two mapping files instead"));
+            return Err(self.error(1, "direction = \"both\" needs plain column renames only (no conversions, computed columns, filters, match, references or write = \"update\"); write two mapping files instead"));
         }
         let columns = self
             .columns
@@ -149,7 +264,8 @@ impl Mapping {
                 line: c.line,
                 steps: vec![],
                 reference: None,
-                owner: None,
+                owner: c.owner.clone(),
+                conflict: c.conflict,
             })
             .collect();
         Ok(Mapping {
@@ -169,6 +285,7 @@ impl Mapping {
             matching: vec![],
             match_line: 0,
             both: false,
+            conflict: self.conflict.clone(),
         })
     }
 }
@@ -199,6 +316,8 @@ pub struct Mappings {
     /// Tables that are both a mapping's target and a mapping's source: rows rowbridge writes
     /// there can come back, so only they need echo fingerprints.
     read_back: std::collections::HashSet<(String, String, String)>,
+    /// The pair of each `direction = "both"` mapping, under both directions' names.
+    pub pairs: HashMap<String, Arc<Pair>>,
 }
 
 impl Mappings {
@@ -292,6 +411,14 @@ impl Mappings {
                     )));
                 }
                 out.referenced.insert(name.to_string());
+            }
+        }
+        for m in &out.list {
+            if let Some(pair) = m.both.then(|| Pair::of(m)).flatten() {
+                let pair = Arc::new(pair);
+                out.pairs
+                    .insert(format!("{}.reverse", m.name), pair.clone());
+                out.pairs.insert(m.name.clone(), pair);
             }
         }
         let table = |t: &TableRef| (t.endpoint.clone(), t.namespace.clone(), t.table.clone());

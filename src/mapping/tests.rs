@@ -70,6 +70,7 @@ fn columns_are_sorted_by_source_with_their_lines() {
         steps: Vec::new(),
         reference: None,
         owner: None,
+        conflict: None,
     };
     assert_eq!(
         m.columns,

@@ -164,14 +164,16 @@ impl BoundMapping {
             .iter()
             .map(|k| columns.iter().position(|c| c == k).expect("key is mapped"))
             .collect();
+        // In a `direction = "both"` mapping the owner decides conflicts, not the direction.
         let insert_only = mapping
             .columns
             .iter()
             .enumerate()
             .filter(|(_, c)| {
-                c.owner
-                    .as_ref()
-                    .is_some_and(|o| *o != mapping.source.endpoint)
+                mapping.conflict.is_none()
+                    && c.owner
+                        .as_ref()
+                        .is_some_and(|o| *o != mapping.source.endpoint)
             })
             .map(|(i, _)| i)
             .collect();

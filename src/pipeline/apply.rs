@@ -25,7 +25,13 @@ use crate::store::{DeadLetter, Store};
 
 pub struct Applier {
     flow: String,
-    target: String,
+    pub(super) source: String,
+    pub(super) target: String,
+    pub(super) hub: Arc<super::conflict::Hub>,
+    /// Whether this flow carries mappings with conflicts: its batches take turns with the
+    /// opposite flow and check the target's rows first.
+    guarded: bool,
+    pub(super) side_tables: HashMap<String, Arc<crate::mapping::TargetTable>>,
     pub(super) mappings: Arc<Mappings>,
     pub(super) store: Store,
     max_rows: usize,
@@ -56,7 +62,11 @@ impl Applier {
     pub fn new(flow: &Flow, checkpoint: Option<Position>) -> Result<Applier> {
         Ok(Applier {
             flow: flow.name.clone(),
+            source: flow.source.clone(),
             target: flow.target.clone(),
+            hub: flow.hub.clone(),
+            guarded: flow.hub.guards(&flow.source, &flow.target),
+            side_tables: HashMap::new(),
             mappings: flow.mappings.clone(),
             store: flow.store.clone(),
             max_rows: flow.config.pipeline.batch_max_rows,
@@ -81,11 +91,21 @@ impl Applier {
     ) -> Result<()> {
         let mut tick = tokio::time::interval(flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let owed = self.hub.waker(&self.target);
+        if self.guarded {
+            // Writes owed from before a restart.
+            owed.notify_one();
+        }
         let result = loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Err(Error::Shutdown),
                 _ = tick.tick() => self.publish_durable(&durable_tx)?,
+                _ = owed.notified(), if self.guarded => {
+                    if let Err(e) = self.apply_batch(Vec::new(), sink).await {
+                        break Err(e);
+                    }
+                }
                 first = rx.recv() => {
                     let Some(first) = first else { break Err(Error::Shutdown) };
                     let batch = self.gather(first, &mut rx);
@@ -139,6 +159,12 @@ impl Applier {
             SourceEvent::Heartbeat(p) => Some(p.clone()),
         });
         let end = end.filter(|e| !self.is_applied(e));
+        // Batches of the two directions of rows mapped both ways take turns.
+        let hub = self.hub.clone();
+        let _turn = match self.guarded {
+            true => Some(hub.turn.lock().await),
+            false => None,
+        };
         let mut txns: Vec<Transaction> = batch
             .into_iter()
             .filter_map(|ev| match ev {
@@ -155,7 +181,7 @@ impl Applier {
                 }
             })
             .collect();
-        if end.is_none() && txns.is_empty() {
+        if end.is_none() && txns.is_empty() && !self.guarded {
             return Ok(());
         }
         // Echo suppression: what rowbridge wrote on this source is not applied back. The
@@ -182,11 +208,37 @@ impl Applier {
         metrics::counter!(m::CHANGES_CAPTURED, "flow" => flow.clone()).increment(captured);
         self.adopt_matches(&txns, &mut ops, &mut origins, sink)
             .await?;
-        if !ops.is_empty() {
+        let mut guarded = None;
+        if self.guarded {
+            sink.begin_checked().await?;
+            match self.guard_batch(&txns, &mut ops, &mut origins, sink).await {
+                Ok(g) => guarded = Some(g),
+                Err(e) => {
+                    sink.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        let mut failed_idx = Vec::new();
+        if !ops.is_empty() || guarded.is_some() {
             let started = Instant::now();
             // Before the commit: the echo can reach the other flow as soon as the target commits.
             self.remember_writes(&ops)?;
-            let applied = sink.apply(&ops).await?;
+            let applied = if guarded.is_some() {
+                match sink.apply_in_txn(&ops).await {
+                    Ok(a) => {
+                        sink.commit().await?;
+                        a
+                    }
+                    Err(e) => {
+                        sink.rollback().await;
+                        return Err(e);
+                    }
+                }
+            } else {
+                sink.apply(&ops).await?
+            };
+            failed_idx = applied.failed.iter().map(|(i, _)| *i).collect();
             metrics::histogram!(m::APPLY_SECONDS, "flow" => flow.clone())
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!(m::BATCH_ROWS, "flow" => flow.clone()).record(ops.len() as f64);
@@ -211,6 +263,9 @@ impl Applier {
         self.keys.commit()?;
         self.finish_waiting(&consumed, &txns[source_txns..])?;
         txns.truncate(source_txns);
+        if let Some(g) = guarded {
+            self.guarded_commit(g, &failed_idx, end.as_ref())?;
+        }
         let Some(end) = end else {
             tracing::debug!(flow = %self.flow, ops = ops.len(), "chunk of a large transaction applied");
             return Ok(());
@@ -428,7 +483,21 @@ impl Applier {
         &self.flow
     }
 
-    fn binding_name(&self, change: &RowChange, binding: usize) -> String {
+    /// Inside the target transaction: owed writes first, then the guard over the batch.
+    async fn guard_batch(
+        &mut self,
+        txns: &[Transaction],
+        ops: &mut Vec<TargetOp>,
+        origins: &mut Vec<Origin>,
+        sink: &mut Sink,
+    ) -> Result<super::conflict::Guarded> {
+        let done = self.apply_pending(sink).await?;
+        let mut g = self.guard(txns, ops, origins, sink).await?;
+        g.pending_done = done;
+        Ok(g)
+    }
+
+    pub(super) fn binding_name(&self, change: &RowChange, binding: usize) -> String {
         let key = Arc::as_ptr(&change.table) as usize;
         self.bound
             .get(&key)

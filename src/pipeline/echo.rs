@@ -33,7 +33,7 @@ pub(super) fn row_key(
 }
 
 /// Normalised text of a value for comparison across databases.
-fn norm(v: &Value) -> String {
+pub(super) fn norm(v: &Value) -> String {
     match v {
         Value::Null => "\u{0}".into(),
         Value::Bool(b) => (if *b { "1" } else { "0" }).into(),
@@ -45,6 +45,16 @@ fn norm(v: &Value) -> String {
         Value::Float(f) => format!("{f:e}"),
         other => convert::text_form(other).unwrap_or_default(),
     }
+}
+
+/// FNV-1a of one value's normalised text.
+pub(super) fn value_hash(v: &Value) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in norm(v).bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// FNV-1a over `name=value` pairs in column-name order.

@@ -7,6 +7,7 @@
 //! replay. Endpoint-fatal and configuration errors stop the flow without a retry loop.
 
 mod apply;
+pub mod conflict;
 mod echo;
 mod keys;
 mod waiting;
@@ -45,6 +46,7 @@ pub struct Flow {
     pub mappings: Arc<Mappings>,
     pub store: Store,
     pub health: Health,
+    pub hub: Arc<conflict::Hub>,
 }
 
 pub fn flow_name(source: &str, target: &str) -> String {
@@ -71,6 +73,7 @@ impl Flow {
         mappings: Arc<Mappings>,
         store: Store,
         health: Health,
+        hub: Arc<conflict::Hub>,
     ) -> Flow {
         Flow {
             name: flow_name(source, target),
@@ -80,6 +83,7 @@ impl Flow {
             mappings,
             store,
             health,
+            hub,
         }
     }
 

@@ -118,6 +118,67 @@ impl Sink {
         }
     }
 
+    /// Begin a transaction whose locked reads and writes see one snapshot: a row another
+    /// session commits after the first read makes the transaction fail (and the batch retry)
+    /// instead of being overwritten unseen. (InnoDB's default; `REPEATABLE READ` on
+    /// PostgreSQL.)
+    pub async fn begin_checked(&mut self) -> crate::error::Result<()> {
+        match self {
+            Sink::Mysql(s) => s.begin().await,
+            Sink::Postgres(s) => s.begin_repeatable_read().await,
+        }
+    }
+
+    pub async fn commit(&mut self) -> crate::error::Result<()> {
+        match self {
+            Sink::Mysql(s) => s.commit().await,
+            Sink::Postgres(s) => s.commit().await,
+        }
+    }
+
+    pub async fn rollback(&mut self) {
+        match self {
+            Sink::Mysql(s) => s.rollback().await,
+            Sink::Postgres(s) => s.rollback().await,
+        }
+    }
+
+    /// [`Sink::apply`] inside a transaction the caller began.
+    pub async fn apply_in_txn(
+        &mut self,
+        ops: &[crate::mapping::TargetOp],
+    ) -> crate::error::Result<Applied> {
+        match self {
+            Sink::Mysql(s) => s.apply_in_txn(ops).await,
+            Sink::Postgres(s) => s.apply_in_txn(ops).await,
+        }
+    }
+
+    /// Inside a transaction: the rows with these keys, locked until it ends, in the table's
+    /// column order and the source decoder's representation.
+    pub async fn read_rows(
+        &mut self,
+        table: &crate::mapping::TargetTable,
+        keys: &[Vec<crate::model::Value>],
+    ) -> crate::error::Result<Vec<Vec<crate::model::Value>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Sink::Mysql(s) => s.read_rows(table, keys).await,
+            Sink::Postgres(s) => s.read_rows(table, keys).await,
+        }
+    }
+
+    /// Inside a transaction: a position of this database's change stream that every
+    /// transaction committed so far is at or before.
+    pub async fn position(&mut self) -> crate::error::Result<crate::position::Position> {
+        match self {
+            Sink::Mysql(s) => s.position().await,
+            Sink::Postgres(s) => s.position().await,
+        }
+    }
+
     /// Apply a batch in one target transaction (the contract above).
     pub async fn apply(
         &mut self,

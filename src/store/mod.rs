@@ -1,7 +1,9 @@
 //! The embedded store (sled), the only module that touches sled and bincode.
 //!
 //! Every value is `[FORMAT_VERSION] ++ bincode(value)`, so a later release can read or migrate
-//! what an older one wrote. Trees: `checkpoints` (per flow), `dead_letters`, `audit`.
+//! what an older one wrote. Trees: `checkpoints` (per flow), `dead_letters`, `audit`, the key
+//! map and parked changes, echo fingerprints, and for rows mapped both ways their sync state,
+//! conflicts and the writes conflict resolutions owe.
 //!
 //! Checkpoints are written after the target commit and only move forward. sled buffers writes
 //! in memory and makes them durable on `flush`; the pipeline therefore reports to a source only
@@ -19,7 +21,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::position::Position;
 
-pub use records::{AuditEntry, DeadLetter, Waiting};
+pub use records::{
+    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, SyncState, Version, Waiting,
+};
 
 /// Bumped when a stored record changes shape.
 pub const FORMAT_VERSION: u8 = 1;
@@ -31,6 +35,10 @@ const KEYMAP: &str = "keymap";
 const WAITING: &str = "waiting";
 const WAITING_INDEX: &str = "waiting_index";
 const WRITTEN: &str = "written";
+const SYNC: &str = "sync";
+const CONFLICTS: &str = "conflicts";
+const CONFLICT_OPEN: &str = "conflict_open";
+const PENDING: &str = "pending";
 /// Writes per row whose echoes may still be on their way back.
 pub const WRITTEN_HISTORY: usize = 8;
 
@@ -46,6 +54,14 @@ pub struct Store {
     waiting_index: sled::Tree,
     /// Fingerprint of what rowbridge last wrote to each target row (echo suppression).
     written: sled::Tree,
+    /// Last agreed state of each row mapped both ways (pair \0 row key).
+    sync: sled::Tree,
+    /// Every conflict by id (open, parked and resolved: the record of both versions).
+    conflicts: sled::Tree,
+    /// Unresolved conflict id per row (pair \0 row key).
+    conflict_open: sled::Tree,
+    /// Writes owed by conflict resolutions, by id.
+    pending: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -79,6 +95,10 @@ impl Store {
             waiting: tree(WAITING)?,
             waiting_index: tree(WAITING_INDEX)?,
             written: tree(WRITTEN)?,
+            sync: tree(SYNC)?,
+            conflicts: tree(CONFLICTS)?,
+            conflict_open: tree(CONFLICT_OPEN)?,
+            pending: tree(PENDING)?,
             db,
         })
     }
@@ -310,6 +330,139 @@ impl Store {
 
     pub fn forget_written(&self, row: &str) -> Result<()> {
         self.written.remove(row).map(|_| ()).map_err(store_err)
+    }
+
+    pub fn sync_state(&self, pair: &str, entity: &str) -> Result<Option<SyncState>> {
+        self.sync
+            .get(keymap_key(pair, entity))
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn set_sync_state(&self, pair: &str, entity: &str, state: &SyncState) -> Result<()> {
+        self.sync
+            .insert(keymap_key(pair, entity), encode(state)?)
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    pub fn forget_sync_state(&self, pair: &str, entity: &str) -> Result<()> {
+        self.sync
+            .remove(keymap_key(pair, entity))
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    /// Record a new conflict (its id is assigned here) as the row's unresolved one.
+    pub fn add_conflict(&self, mut c: Conflict) -> Result<u64> {
+        let id = self.db.generate_id().map_err(store_err)? + 1;
+        c.id = id;
+        self.put_conflict(&c)?;
+        Ok(id)
+    }
+
+    /// Store a conflict's new state; a resolved one stops being the row's open conflict.
+    pub fn put_conflict(&self, c: &Conflict) -> Result<()> {
+        self.conflicts
+            .insert(c.id.to_be_bytes(), encode(c)?)
+            .map_err(store_err)?;
+        let row = keymap_key(&c.pair, &c.entity);
+        match c.state {
+            ConflictState::Resolved { .. } => {
+                let own = self.conflict_open.get(&row).map_err(store_err)?;
+                if own.as_deref() == Some(&c.id.to_be_bytes()[..]) {
+                    self.conflict_open.remove(row).map_err(store_err)?;
+                }
+            }
+            _ => {
+                self.conflict_open
+                    .insert(row, &c.id.to_be_bytes())
+                    .map_err(store_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn conflict(&self, id: u64) -> Result<Option<Conflict>> {
+        self.conflicts
+            .get(id.to_be_bytes())
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// The unresolved conflict of a row, if any.
+    pub fn open_conflict(&self, pair: &str, entity: &str) -> Result<Option<Conflict>> {
+        let Some(id) = self
+            .conflict_open
+            .get(keymap_key(pair, entity))
+            .map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        let id = u64::from_be_bytes(
+            id.as_ref()
+                .try_into()
+                .map_err(|_| Error::Store("conflict index entry is not an id".into()))?,
+        );
+        self.conflict(id)
+    }
+
+    /// Unresolved conflicts, oldest first.
+    pub fn open_conflicts(&self) -> Result<Vec<Conflict>> {
+        let mut v = Vec::new();
+        for item in self.conflict_open.iter() {
+            let (_, id) = item.map_err(store_err)?;
+            let id = u64::from_be_bytes(
+                id.as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Store("conflict index entry is not an id".into()))?,
+            );
+            v.extend(self.conflict(id)?);
+        }
+        v.sort_by_key(|c| c.id);
+        Ok(v)
+    }
+
+    /// Every recorded conflict, oldest first.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        self.conflicts
+            .iter()
+            .map(|item| decode(&item.map_err(store_err)?.1))
+            .collect()
+    }
+
+    pub fn open_conflict_count(&self) -> usize {
+        self.conflict_open.len()
+    }
+
+    pub fn add_pending(&self, mut w: PendingWrite) -> Result<u64> {
+        let id = self.db.generate_id().map_err(store_err)? + 1;
+        w.id = id;
+        self.pending
+            .insert(id.to_be_bytes(), encode(&w)?)
+            .map_err(store_err)?;
+        Ok(id)
+    }
+
+    /// Writes owed to one endpoint, in the order they were decided.
+    pub fn pending_for(&self, endpoint: &str) -> Result<Vec<PendingWrite>> {
+        let mut v = Vec::new();
+        for item in self.pending.iter() {
+            let w: PendingWrite = decode(&item.map_err(store_err)?.1)?;
+            if w.endpoint == endpoint {
+                v.push(w);
+            }
+        }
+        Ok(v)
+    }
+
+    pub fn remove_pending(&self, id: u64) -> Result<()> {
+        self.pending
+            .remove(id.to_be_bytes())
+            .map(|_| ())
+            .map_err(store_err)
     }
 
     pub fn audit(&self, entry: AuditEntry) -> Result<()> {

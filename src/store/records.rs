@@ -63,3 +63,76 @@ impl AuditEntry {
         }
     }
 }
+
+/// What both sides of a row mapped both ways last agreed on: a fingerprint per field (pair
+/// field order), or `None` when the row is absent on both sides. A side whose current row
+/// differs from it has changed since rowbridge last synced the row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub fields: Option<Vec<u64>>,
+    pub at_us: i64,
+}
+
+/// One side's version of a conflicting row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub endpoint: String,
+    /// Field values (pair field order, this side's representation); `None`: deleted.
+    pub row: Option<Vec<crate::model::Value>>,
+    /// Source commit time of the change that produced it, once this side's flow read it.
+    pub commit_us: Option<i64>,
+    /// The version is complete when this side's flow has read up to here (the position of
+    /// the side's database when the conflict was found); `None`: complete.
+    pub until: Option<Position>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictState {
+    /// Waiting for both versions to be complete, then resolved by policy.
+    Open,
+    /// `manual`: waits for an operator.
+    Parked,
+    Resolved {
+        /// `last_writer_wins`, `source_wins`, `merge`, `manual` (operator).
+        resolution: String,
+        /// The side taken (an endpoint name) or `merged`.
+        taken: String,
+        /// `policy` or the operator.
+        by: String,
+        at_us: i64,
+    },
+}
+
+/// Concurrent edits of one row on both sides, with both versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub id: u64,
+    /// The `direction = "both"` mapping.
+    pub pair: String,
+    /// The row's key as text.
+    pub entity: String,
+    pub base: Option<SyncState>,
+    /// Side a (the mapping file's source) and side b.
+    pub a: Version,
+    pub b: Version,
+    pub detected_us: i64,
+    pub detected_by: String,
+    pub state: ConflictState,
+}
+
+/// A write a conflict resolution owes one side, applied by the flow that writes there. It is
+/// skipped when that side's row is no longer the version the resolution decided against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingWrite {
+    pub id: u64,
+    pub conflict: u64,
+    pub pair: String,
+    pub entity: String,
+    pub endpoint: String,
+    /// Field values to write (pair field order); `None`: delete the row.
+    pub row: Option<Vec<crate::model::Value>>,
+    /// Key values (pair key order).
+    pub key: Vec<crate::model::Value>,
+    /// Fingerprints of the row the side must still hold (`None`: absent).
+    pub expected: Option<Vec<u64>>,
+}

@@ -238,6 +238,54 @@ pub fn to_mysql(v: &Value) -> My {
     }
 }
 
+/// A value read back with the binary protocol, in the form the binlog source gives it (so
+/// fingerprints of both compare).
+pub fn from_mysql(v: My, col: &mysql_async::Column) -> Value {
+    use mysql_async::consts::{ColumnFlags, ColumnType as T};
+    let ty = col.column_type();
+    match v {
+        My::NULL => Value::Null,
+        My::Int(i) => Value::Int(i),
+        My::UInt(u) => Value::UInt(u),
+        My::Float(f) => Value::Float(f.to_string().parse().unwrap_or(f as f64)),
+        My::Double(d) => Value::Float(d),
+        My::Date(y, mo, d, h, mi, s, us) => {
+            let date = chrono::NaiveDate::from_ymd_opt(y as i32, mo as u32, d as u32);
+            match (ty, date) {
+                (T::MYSQL_TYPE_DATE | T::MYSQL_TYPE_NEWDATE, Some(date)) => Value::Date(date),
+                (_, Some(date)) => date
+                    .and_hms_micro_opt(h as u32, mi as u32, s as u32, us)
+                    .map(Value::Timestamp)
+                    .unwrap_or(Value::Null),
+                (_, None) => Value::Null,
+            }
+        }
+        My::Time(neg, days, h, mi, s, us) => {
+            match chrono::NaiveTime::from_hms_micro_opt(h as u32, mi as u32, s as u32, us) {
+                Some(t) if !neg && days == 0 => Value::Time(t),
+                _ => Value::Text(format!(
+                    "{}{}:{mi:02}:{s:02}.{us:06}",
+                    if neg { "-" } else { "" },
+                    days * 24 + h as u32
+                )),
+            }
+        }
+        My::Bytes(b) => match ty {
+            T::MYSQL_TYPE_NEWDECIMAL | T::MYSQL_TYPE_DECIMAL => {
+                Value::Decimal(String::from_utf8_lossy(&b).into_owned())
+            }
+            T::MYSQL_TYPE_JSON => Value::Json(String::from_utf8_lossy(&b).into_owned()),
+            _ if col.character_set() == 63 && col.flags().contains(ColumnFlags::BINARY_FLAG) => {
+                Value::Bytes(b)
+            }
+            _ => match String::from_utf8(b) {
+                Ok(s) => Value::Text(s),
+                Err(e) => Value::Bytes(e.into_bytes()),
+            },
+        },
+    }
+}
+
 fn datetime(ts: &chrono::NaiveDateTime) -> My {
     My::Date(
         ts.year() as u16,

@@ -126,22 +126,107 @@ impl MysqlSink {
 
     /// Apply `ops` in one transaction; see the sink contract in [`crate::sink`].
     pub async fn apply(&mut self, ops: &[TargetOp]) -> Result<Applied> {
-        let ep = self.endpoint.clone();
-        let err = |e| Error::mysql(&ep, e);
-        self.conn
-            .query_drop("START TRANSACTION")
-            .await
-            .map_err(err)?;
-        let result = apply::apply_runs(&mut self.conn, &ep, ops).await;
-        match result {
+        self.begin().await?;
+        match self.apply_in_txn(ops).await {
             Ok(applied) => {
-                self.conn.query_drop("COMMIT").await.map_err(err)?;
+                self.commit().await?;
                 Ok(applied)
             }
             Err(e) => {
-                let _ = self.conn.query_drop("ROLLBACK").await;
+                self.rollback().await;
                 Err(e)
             }
         }
+    }
+
+    pub async fn begin(&mut self) -> Result<()> {
+        self.exec("START TRANSACTION").await
+    }
+
+    pub async fn commit(&mut self) -> Result<()> {
+        self.exec("COMMIT").await
+    }
+
+    pub async fn rollback(&mut self) {
+        let _ = self.conn.query_drop("ROLLBACK").await;
+    }
+
+    pub async fn apply_in_txn(&mut self, ops: &[TargetOp]) -> Result<Applied> {
+        apply::apply_runs(&mut self.conn, &self.endpoint, ops).await
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        let ep = &self.endpoint;
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|e| Error::mysql(ep, e))
+    }
+
+    /// The current rows with these keys, locked until the transaction ends (`FOR UPDATE`),
+    /// as `(key values, row)` in the table's column order.
+    pub async fn read_rows(
+        &mut self,
+        table: &crate::mapping::TargetTable,
+        keys: &[Vec<crate::model::Value>],
+    ) -> Result<Vec<Vec<crate::model::Value>>> {
+        let q = |i: &usize| apply::quote_ident(&table.columns[*i]);
+        let cols: Vec<String> = (0..table.columns.len()).map(|i| q(&i)).collect();
+        let key_cols: Vec<String> = table.key.iter().map(q).collect();
+        let name = format!(
+            "{}.{}",
+            apply::quote_ident(&table.namespace),
+            apply::quote_ident(&table.name)
+        );
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let one = format!("({})", vec!["?"; key_cols.len()].join(", "));
+            let sql = format!(
+                "SELECT {} FROM {name} WHERE ({}) IN ({}) FOR UPDATE",
+                cols.join(", "),
+                key_cols.join(", "),
+                vec![one.as_str(); chunk.len()].join(", ")
+            );
+            let params: Vec<mysql_async::Value> =
+                chunk.iter().flatten().map(apply::to_mysql).collect();
+            let ep = self.endpoint.clone();
+            let rows: Vec<mysql_async::Row> = self
+                .conn
+                .exec(sql, params)
+                .await
+                .map_err(|e| Error::mysql(&ep, e))?;
+            for row in rows {
+                let columns = row.columns();
+                let values = row.unwrap();
+                out.push(
+                    values
+                        .into_iter()
+                        .zip(columns.iter())
+                        .map(|(v, c)| apply::from_mysql(v, c))
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The end of the binary log now: every transaction committed before is at or before it.
+    pub async fn position(&mut self) -> Result<crate::position::Position> {
+        let ep = self.endpoint.clone();
+        let row: Option<mysql_async::Row> = self
+            .conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .map_err(|e| Error::mysql(&ep, e))?;
+        let row = row.ok_or_else(|| {
+            Error::setup(
+                &ep,
+                "the binary log is off, so conflicts cannot be ordered",
+                "set log_bin (rowbridge check lists the settings)",
+            )
+        })?;
+        let file: String = row.get(0).unwrap_or_default();
+        let offset: u64 = row.get(1).unwrap_or_default();
+        Ok(crate::position::Position::File { file, offset })
     }
 }

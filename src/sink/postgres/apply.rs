@@ -331,6 +331,7 @@ mod tests {
         let ty = |b: &str, s| ColumnType {
             base: b.into(),
             numeric_scale: s,
+            oid: 0,
         };
         let types = [
             ("id", ty("bigint", None)),

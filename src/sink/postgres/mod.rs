@@ -27,6 +27,8 @@ use crate::source::postgres::PgConn;
 pub(crate) struct ColumnType {
     pub base: String,
     pub numeric_scale: Option<i32>,
+    /// Type OID (a domain's base type), to read values back as the source decoder does.
+    pub oid: u32,
 }
 
 pub struct PgSink {
@@ -99,26 +101,136 @@ impl PgSink {
 
     /// Apply `ops` in one transaction; see the sink contract in [`crate::sink`].
     pub async fn apply(&mut self, ops: &[TargetOp]) -> Result<Applied> {
-        for op in ops {
-            self.load_types(op).await?;
-        }
-        let ep = self.endpoint.clone();
-        let err = |e| Error::pg(&ep, e);
-        self.conn.client.batch_execute("BEGIN").await.map_err(err)?;
-        match apply::apply_runs(self, ops).await {
+        self.begin().await?;
+        match self.apply_in_txn(ops).await {
             Ok(applied) => {
-                self.conn
-                    .client
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(err)?;
+                self.commit().await?;
                 Ok(applied)
             }
             Err(e) => {
-                let _ = self.conn.client.batch_execute("ROLLBACK").await;
+                self.rollback().await;
                 Err(e)
             }
         }
+    }
+
+    pub async fn begin(&mut self) -> Result<()> {
+        self.exec("BEGIN").await
+    }
+
+    pub async fn begin_repeatable_read(&mut self) -> Result<()> {
+        self.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await
+    }
+
+    pub async fn commit(&mut self) -> Result<()> {
+        self.exec("COMMIT").await
+    }
+
+    pub async fn rollback(&mut self) {
+        let _ = self.conn.client.batch_execute("ROLLBACK").await;
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        self.conn
+            .client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| Error::pg(&self.endpoint, e))
+    }
+
+    pub async fn apply_in_txn(&mut self, ops: &[TargetOp]) -> Result<Applied> {
+        for op in ops {
+            self.load_types(op).await?;
+        }
+        apply::apply_runs(self, ops).await
+    }
+
+    /// The current rows with these keys, locked until the transaction ends (`FOR UPDATE`), in
+    /// the table's column order, each value as the pgoutput decoder would give it.
+    pub async fn read_rows(
+        &mut self,
+        t: &crate::mapping::TargetTable,
+        keys: &[Vec<crate::model::Value>],
+    ) -> Result<Vec<Vec<crate::model::Value>>> {
+        self.load_table_types(t).await?;
+        let types = self.types[&(t.namespace.clone(), t.name.clone())].clone();
+        let q = crate::source::postgres::quote_ident;
+        let cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{}::text", q(c)))
+            .collect();
+        let key_cols: Vec<String> = t.key.iter().map(|&i| q(&t.columns[i])).collect();
+        let casts: Vec<String> = t
+            .key
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| format!("u.k{n}::{}", types[&t.columns[i]].base))
+            .collect();
+        let params: Vec<String> = (1..=t.key.len()).map(|n| format!("${n}::text[]")).collect();
+        let aliases: Vec<String> = (0..t.key.len()).map(|n| format!("k{n}")).collect();
+        let sql = format!(
+            "SELECT {} FROM {}.{} WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({})) FOR UPDATE",
+            cols.join(", "),
+            q(&t.namespace),
+            q(&t.name),
+            key_cols.join(", "),
+            casts.join(", "),
+            params.join(", "),
+            aliases.join(", ")
+        );
+        let mut arrays: Vec<Vec<Option<String>>> = vec![Vec::new(); t.key.len()];
+        for key in keys {
+            for (n, v) in key.iter().enumerate() {
+                arrays[n].push(apply::to_text(v, None).map_err(|r| self.row(t, r))?);
+            }
+        }
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
+            .iter()
+            .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let ep = self.endpoint.clone();
+        let rows = self
+            .conn
+            .client
+            .query(&sql, &refs)
+            .await
+            .map_err(|e| Error::pg(&ep, e))?;
+        let oids: Vec<u32> = t.columns.iter().map(|c| types[c].oid).collect();
+        rows.iter()
+            .map(|r| {
+                (0..t.columns.len())
+                    .map(|i| match r.get::<_, Option<&str>>(i) {
+                        None => Ok(crate::model::Value::Null),
+                        Some(text) => {
+                            crate::source::postgres::values::from_text(oids[i], text.as_bytes())
+                                .map_err(|reason| self.row(t, reason))
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The WAL insert position now, and a marked WAL record after it in this transaction, so
+    /// the source of this database reads past the position as soon as the transaction commits.
+    pub async fn position(&mut self) -> Result<crate::position::Position> {
+        let ep = self.endpoint.clone();
+        let row = self
+            .conn
+            .client
+            .query_one(
+                "SELECT pg_current_wal_insert_lsn()::text, \
+                        pg_logical_emit_message(true, $1, 'conflict')::text",
+                &[&crate::model::ORIGIN_PREFIX],
+            )
+            .await
+            .map_err(|e| Error::pg(&ep, e))?;
+        let lsn: String = row.get(0);
+        crate::position::Position::parse(&lsn).ok_or_else(|| Error::Protocol {
+            endpoint: ep,
+            message: format!("unreadable WAL position '{lsn}'"),
+        })
     }
 
     /// See [`crate::sink::Sink::adopt`].
@@ -220,9 +332,11 @@ impl PgSink {
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, NULL), \
                         CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 \
-                             THEN (a.atttypmod - 4) & 65535 END \
+                             THEN (a.atttypmod - 4) & 65535 END, \
+                        CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END \
                  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_type ty ON ty.oid = a.atttypid \
                  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&t.namespace, &t.name],
             )
@@ -236,6 +350,7 @@ impl PgSink {
                     ColumnType {
                         base: r.get(1),
                         numeric_scale: r.get(2),
+                        oid: r.get(3),
                     },
                 )
             })
