@@ -62,6 +62,47 @@ pub enum Command {
         #[command(subcommand)]
         action: CheckpointAction,
     },
+    /// Conflicting edits of rows mapped both ways (through the running daemon).
+    Conflicts {
+        #[command(subcommand)]
+        action: ConflictsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConflictsAction {
+    /// Unresolved conflicts (open: waiting for both versions; parked: waiting for you).
+    List {
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// One conflict with both versions.
+    Show {
+        id: u64,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Decide a conflict: the chosen version is written to every side that differs, once.
+    Resolve {
+        id: u64,
+        /// An endpoint name (that side's version) or `merged` (each side's own changes).
+        #[arg(long)]
+        take: String,
+        /// With `--take merged`: the endpoint whose value wins a field both sides changed.
+        #[arg(long)]
+        prefer: Option<String>,
+        /// Required: confirms the writes.
+        #[arg(long)]
+        yes: bool,
+        /// Show the row that would be written and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +187,119 @@ async fn dispatch(args: Args) -> Result<i32> {
         Command::Dlq {
             action: DlqAction::List { output },
         } => dlq_list(&config, output),
+        Command::Conflicts { action } => conflicts(&config, action).await,
+    }
+}
+
+/// Send an admin request to the running daemon, or (none running) handle it over the store.
+async fn admin_request(config: &Config, req: crate::admin::Request) -> Result<serde_json::Value> {
+    if let Some(reply) = crate::admin::request(&config.admin_socket(), &req).await? {
+        return Ok(reply);
+    }
+    let store = Store::open(&config.store.path).map_err(|e| match e {
+        Error::StoreLocked(p) => Error::Usage(format!(
+            "the daemon holds the store {p} but its admin socket {} does not answer",
+            config.admin_socket().display()
+        )),
+        e => e,
+    })?;
+    let mappings = std::sync::Arc::new(crate::mapping::Mappings::load(config)?);
+    let hub = crate::pipeline::conflict::Hub::for_config(store.clone(), mappings, config);
+    let reply = crate::admin::Admin {
+        store: store.clone(),
+        hub,
+    }
+    .handle(req)
+    .await;
+    store.flush()?;
+    reply
+}
+
+async fn conflicts(config: &Config, action: ConflictsAction) -> Result<i32> {
+    use crate::admin::Request;
+    let (req, output) = match action {
+        ConflictsAction::List { all, output } => (Request::Conflicts { all }, output),
+        ConflictsAction::Show { id, output } => (Request::ConflictShow { id }, output),
+        ConflictsAction::Resolve {
+            id,
+            take,
+            prefer,
+            yes,
+            dry_run,
+            output,
+        } => {
+            if !yes && !dry_run {
+                return Err(Error::Usage(
+                    "conflicts resolve writes to both databases: add --yes (or --dry-run)".into(),
+                ));
+            }
+            let actor = std::env::var("SUDO_USER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "cli".into());
+            let req = Request::ConflictResolve {
+                id,
+                take,
+                prefer,
+                dry_run,
+                actor,
+            };
+            (req, output)
+        }
+    };
+    let reply = admin_request(config, req).await?;
+    match output {
+        Output::Json => println!("{reply}"),
+        Output::Table => print_conflicts(&reply),
+    }
+    Ok(0)
+}
+
+fn print_conflicts(reply: &serde_json::Value) {
+    let list = match reply {
+        serde_json::Value::Array(v) => v.clone(),
+        one if one.get("a").is_some() => vec![one.clone()],
+        other => {
+            // A resolution.
+            let row = other.get("row").map(|r| r.to_string()).unwrap_or_default();
+            let what = if other.get("dry_run").is_some() {
+                "would take"
+            } else {
+                "took"
+            };
+            println!(
+                "conflict {}: {what} {} {row}",
+                other["id"],
+                other["taken"].as_str().unwrap_or_default()
+            );
+            return;
+        }
+    };
+    println!(
+        "{:<6} {:<24} {:<20} {:<9} {:<10} VERSIONS",
+        "ID", "MAPPING", "KEY", "STATE", "TAKEN"
+    );
+    for c in list {
+        let side = |v: &serde_json::Value| {
+            format!(
+                "{}={}",
+                v["endpoint"].as_str().unwrap_or_default(),
+                if v["deleted"].as_bool() == Some(true) {
+                    "deleted".to_string()
+                } else {
+                    v["row"].to_string()
+                }
+            )
+        };
+        println!(
+            "{:<6} {:<24} {:<20} {:<9} {:<10} {}  {}",
+            c["id"],
+            c["mapping"].as_str().unwrap_or_default(),
+            c["key"].as_str().unwrap_or_default(),
+            c["state"].as_str().unwrap_or_default(),
+            c["taken"].as_str().unwrap_or("-"),
+            side(&c["a"]),
+            side(&c["b"]),
+        );
     }
 }
 

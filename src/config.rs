@@ -62,6 +62,17 @@ pub struct AdminConfig {
     pub socket: Option<PathBuf>,
 }
 
+impl Config {
+    /// The admin socket: `admin.socket`, else beside the store (`<store path>.sock`).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin.socket.clone().unwrap_or_else(|| {
+            let mut p = self.store.path.clone().into_os_string();
+            p.push(".sock");
+            PathBuf::from(p)
+        })
+    }
+}
+
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {

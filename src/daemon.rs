@@ -109,14 +109,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         .map(|(s, t)| crate::pipeline::flow_name(s, t))
         .collect();
     health.expect_flows(names.iter().map(String::as_str));
-    // MySQL/MariaDB binlog commit times have whole seconds: conflicts compare at that precision.
-    let coarse = config
-        .endpoints
-        .iter()
-        .filter(|(_, e)| e.kind == crate::config::EndpointKind::Mysql)
-        .map(|(n, _)| n.clone())
-        .collect();
-    let hub = crate::pipeline::conflict::Hub::new(store.clone(), mappings.clone(), coarse);
+    let hub = crate::pipeline::conflict::Hub::for_config(store.clone(), mappings.clone(), &config);
+    let admin = crate::admin::Admin {
+        store: store.clone(),
+        hub: hub.clone(),
+    };
+    let socket = config.admin_socket();
+    let admin_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::admin::serve(&socket, admin, admin_shutdown).await {
+            tracing::error!(error = %e, "admin socket failed; operator commands need the daemon stopped");
+        }
+    });
     for (source, target) in flows {
         let (c, m, s, h) = (
             config.clone(),

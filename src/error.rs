@@ -53,7 +53,7 @@ pub enum Error {
         hint: String,
     },
 
-    #[error("endpoint {endpoint}: {source}")]
+    #[error("endpoint {endpoint}: {}", pg_text(source))]
     Postgres {
         endpoint: String,
         #[source]
@@ -110,6 +110,14 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A server error's SQLSTATE and message (never its detail, which can quote row values).
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
 impl Error {
     pub fn mapping(file: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> Self {
         Error::Mapping {
@@ -156,6 +164,21 @@ impl Error {
             Error::Store(_) | Error::StoreLocked(_) => ErrorClass::EndpointFatal,
             Error::Io(_) => ErrorClass::Transient,
             Error::Shutdown | Error::Usage(_) => ErrorClass::Transient,
+        }
+    }
+
+    /// The database refused a transaction because another session's write got in the way
+    /// (serialization failure, deadlock, lock wait timeout): retrying it is the fix.
+    pub fn is_lock_conflict(&self) -> bool {
+        match self {
+            Error::Postgres { source, .. } => source
+                .as_db_error()
+                .is_some_and(|db| matches!(db.code().code(), "40001" | "40P01")),
+            Error::Mysql {
+                source: mysql_async::Error::Server(se),
+                ..
+            } => matches!(se.code, 1205 | 1213),
+            _ => false,
         }
     }
 

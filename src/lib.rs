@@ -3,6 +3,7 @@
 //! Data flows source -> mapping -> sink inside one [`pipeline::Flow`] per endpoint pair; the
 //! [`store`] keeps checkpoints and dead letters. See DESIGN.md for the contracts between parts.
 
+pub mod admin;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -22,3 +22,6 @@ mod flows;
 
 #[path = "scenarios/bidirectional.rs"]
 mod bidirectional;
+
+#[path = "scenarios/conflicts.rs"]
+mod conflicts;

@@ -324,8 +324,13 @@ fn conflict_rules(
             ));
         }
     }
-    let row_level = [policy, fallback];
-    if row_level.contains(&Policy::SourceWins) && winner.is_none() {
+    // The policy that decides a delete against an update (merge hands it to its fallback).
+    let row_level = if policy == Policy::Merge {
+        fallback
+    } else {
+        policy
+    };
+    if row_level == Policy::SourceWins && winner.is_none() {
         // A delete against an update is decided for the whole row.
         return Err(err(
             "conflict.winner: source_wins decides a delete against an update by the winner endpoint; name it".into(),

@@ -8,12 +8,13 @@
 use super::*;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
-use crate::mapping::Mappings;
+use crate::mapping::{Mappings, PairField};
 use crate::model::Value;
 use convert::CastTo;
 
-use crate::mapping::test_support::{assert_error, fails_at, parse, parse_at};
+use crate::mapping::test_support::{assert_error, fails_at, parse, parse_at, FILE};
 
 /// The steps of the column whose source name is `source`.
 #[track_caller]
@@ -2095,4 +2096,434 @@ id = "id"
         10,
         "columns.item_id: mapping 'items' runs erp -> crm, not crm -> erp",
     );
+}
+
+// ---- conflicts of direction = "both" mappings --------------------------------------------
+
+/// A `direction = "both"` mapping crm:customers <-> erp:customer, ten lines ending with
+/// `id = "customer_id"` under `[columns]`; `rest` (its leading newline dropped) starts on
+/// line 11.
+fn both(rest: &str) -> String {
+    let rest = rest.strip_prefix('\n').unwrap_or(rest);
+    format!(
+        "direction = \"both\"\nkey = [\"id\"]\n[source]\nendpoint = \"crm\"\n\
+         table = \"customers\"\n[target]\nendpoint = \"erp\"\ntable = \"customer\"\n\
+         [columns]\nid = \"customer_id\"\n{rest}"
+    )
+}
+
+/// The column whose source name is `source`.
+#[track_caller]
+fn column<'a>(m: &'a Mapping, source: &str) -> &'a ColumnMap {
+    m.columns
+        .iter()
+        .find(|c| c.source == source)
+        .unwrap_or_else(|| panic!("no column {source}"))
+}
+
+#[test]
+fn conflict_defaults_for_a_both_mapping() {
+    let m = parse(&both("email = \"mail\"\n")).unwrap();
+    assert_eq!(
+        m.conflict,
+        Some(ConflictRules {
+            policy: Policy::LastWriterWins,
+            winner: None,
+            fallback: Policy::LastWriterWins,
+            priority: texts(&["crm", "erp"]),
+        })
+    );
+    assert!(m.columns.iter().all(|c| c.conflict.is_none()));
+    let one_way = with_columns(FILE, "customers", "email = \"mail\"\n");
+    assert_eq!(one_way.conflict, None);
+}
+
+#[test]
+fn conflict_table_written_out() {
+    let m = parse(&both(
+        r#"
+email = { to = "mail", conflict = "manual" }
+name = { to = "full_name", owner = "crm" }
+[conflict]
+policy = "merge"
+fallback = "source_wins"
+winner = "erp"
+priority = ["erp", "crm"]
+"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        m.conflict,
+        Some(ConflictRules {
+            policy: Policy::Merge,
+            winner: Some("erp".into()),
+            fallback: Policy::SourceWins,
+            priority: texts(&["erp", "crm"]),
+        })
+    );
+    assert_eq!(column(&m, "email").conflict, Some(Policy::Manual));
+    assert_eq!(column(&m, "name").conflict, None);
+    assert_eq!(column(&m, "name").owner.as_deref(), Some("crm"));
+}
+
+#[test]
+fn every_policy_name_compiles() {
+    for (name, policy) in [
+        ("last_writer_wins", Policy::LastWriterWins),
+        ("source_wins", Policy::SourceWins),
+        ("merge", Policy::Merge),
+        ("manual", Policy::Manual),
+    ] {
+        let text = both(&format!(
+            "email = {{ to = \"mail\", conflict = \"{name}\" }}\n\
+             [conflict]\npolicy = \"{name}\"\nwinner = \"crm\"\n"
+        ));
+        let m = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            m.conflict.as_ref().map(|c| c.policy),
+            Some(policy),
+            "{name}"
+        );
+        assert_eq!(column(&m, "email").conflict, Some(policy), "{name}");
+    }
+}
+
+#[test]
+fn conflict_table_on_a_one_way_mapping() {
+    for direction in ["", "direction = \"crm->erp\"\n"] {
+        let text = format!(
+            "{direction}key = [\"id\"]\n[source]\nendpoint = \"crm\"\ntable = \"customers\"\n\
+             [target]\nendpoint = \"erp\"\ntable = \"customer\"\n[columns]\nid = \"id\"\n\
+             [conflict]\npolicy = \"manual\"\n"
+        );
+        let line = 10 + usize::from(!direction.is_empty());
+        let err = parse(&text).expect_err("a one-way mapping with [conflict] was accepted");
+        assert_error(
+            err,
+            FILE,
+            line,
+            "conflict: only a direction = \"both\" mapping has conflicts",
+        );
+    }
+}
+
+#[test]
+fn column_conflict_on_a_one_way_mapping() {
+    fails_at(
+        r#"
+key = ["id"]
+[source]
+endpoint = "crm"
+table = "customers"
+[target]
+endpoint = "erp"
+table = "customer"
+[columns]
+id = "id"
+email = { to = "mail", conflict = "manual" }
+"#,
+        10,
+        "columns.email: conflict: only a direction = \"both\" mapping has conflicts",
+    );
+}
+
+#[test]
+fn column_conflict_in_a_sub_table_on_a_one_way_mapping_names_its_header_line() {
+    fails_at(
+        r#"
+key = ["id"]
+[source]
+endpoint = "crm"
+table = "customers"
+[target]
+endpoint = "erp"
+table = "customer"
+[columns]
+id = "id"
+
+[columns.email]
+to = "mail"
+conflict = "manual"
+"#,
+        11,
+        "columns.email: conflict: only a direction = \"both\" mapping has conflicts",
+    );
+}
+
+#[test]
+fn unknown_conflict_policy_lists_the_allowed_ones() {
+    let allowed = "is not one of last_writer_wins, source_wins, merge, manual";
+    let text = both("email = \"mail\"\n[conflict]\npolicy = \"newest\"\n");
+    assert_error(
+        parse(&text).unwrap_err(),
+        FILE,
+        12,
+        &format!("conflict.policy: 'newest' {allowed}"),
+    );
+    let text = both("email = \"mail\"\n[conflict]\npolicy = \"merge\"\nfallback = \"newest\"\n");
+    assert_error(
+        parse(&text).unwrap_err(),
+        FILE,
+        12,
+        &format!("conflict.fallback: 'newest' {allowed}"),
+    );
+    let text = both("email = \"mail\"\nname = { to = \"full_name\", conflict = \"newest\" }\n");
+    assert_error(
+        parse(&text).unwrap_err(),
+        FILE,
+        12,
+        &format!("columns.name: conflict: 'newest' {allowed}"),
+    );
+}
+
+#[test]
+fn fallback_merge_is_refused() {
+    fails_at(
+        &both("email = \"mail\"\n[conflict]\npolicy = \"merge\"\nfallback = \"merge\"\n"),
+        12,
+        "conflict.fallback: must be last_writer_wins, source_wins or manual",
+    );
+}
+
+#[test]
+fn winner_that_is_not_an_endpoint_of_the_mapping() {
+    fails_at(
+        &both("email = \"mail\"\n[conflict]\npolicy = \"source_wins\"\nwinner = \"sales\"\n"),
+        12,
+        "conflict.winner: 'sales' is neither endpoint of this mapping (crm, erp)",
+    );
+}
+
+#[test]
+fn priority_naming_an_unknown_endpoint() {
+    fails_at(
+        &both("email = \"mail\"\n[conflict]\npriority = [\"crm\", \"sales\"]\n"),
+        12,
+        "conflict.priority: 'sales' is neither endpoint of this mapping (crm, erp)",
+    );
+}
+
+#[test]
+fn priority_must_list_both_endpoints_once() {
+    for list in [
+        "[\"erp\"]",
+        "[\"erp\", \"erp\"]",
+        "[\"crm\", \"erp\", \"crm\"]",
+        "[]",
+    ] {
+        let text = both(&format!(
+            "email = \"mail\"\n[conflict]\npriority = {list}\n"
+        ));
+        let err = parse(&text).expect_err(list);
+        assert_error(
+            err,
+            FILE,
+            12,
+            "conflict.priority: list both endpoints once, e.g. [\"erp\", \"crm\"]",
+        );
+    }
+}
+
+#[test]
+fn source_wins_needs_a_winner_for_a_delete_against_an_update() {
+    // Every column has an owner, but a delete against an update has no column to own it.
+    fails_at(
+        &both(
+            r#"
+email = { to = "mail", owner = "erp" }
+[conflict]
+policy = "source_wins"
+"#,
+        ),
+        12,
+        "conflict.winner: source_wins decides a delete against an update by the winner \
+         endpoint; name it",
+    );
+    // The same under merge with a source_wins fallback.
+    fails_at(
+        &both(
+            r#"
+email = { to = "mail", owner = "erp" }
+[conflict]
+policy = "merge"
+fallback = "source_wins"
+"#,
+        ),
+        12,
+        "conflict.winner: source_wins decides",
+    );
+}
+
+#[test]
+fn source_wins_without_owner_or_winner_names_the_column() {
+    fails_at(
+        &both(
+            r#"
+email = { to = "mail", owner = "erp" }
+name = "full_name"
+[conflict]
+policy = "source_wins"
+"#,
+        ),
+        12,
+        "columns.name: source_wins needs an owner for this column or conflict.winner",
+    );
+    // A merge mapping reaches source_wins through its fallback.
+    fails_at(
+        &both(
+            r#"
+email = "mail"
+[conflict]
+policy = "merge"
+fallback = "source_wins"
+"#,
+        ),
+        11,
+        "columns.email: source_wins needs an owner for this column or conflict.winner",
+    );
+}
+
+#[test]
+fn source_wins_with_a_winner_needs_no_owners() {
+    let m = parse(&both(
+        "email = \"mail\"\n[conflict]\npolicy = \"source_wins\"\nwinner = \"crm\"\n",
+    ))
+    .unwrap();
+    assert_eq!(m.conflict.and_then(|c| c.winner).as_deref(), Some("crm"));
+}
+
+#[test]
+fn column_source_wins_without_owner_or_winner_names_its_line() {
+    let column_line = |policy: &str| {
+        both(&format!(
+            "email = \"mail\"\nphone = {{ to = \"tel\", conflict = \"{policy}\" }}\n"
+        ))
+    };
+    fails_at(
+        &column_line("source_wins"),
+        12,
+        "columns.phone: source_wins needs an owner for this column or conflict.winner",
+    );
+    // A merge column with a source_wins fallback needs one too.
+    fails_at(
+        &format!(
+            "{}[conflict]\nfallback = \"source_wins\"\n",
+            column_line("merge")
+        ),
+        12,
+        "columns.phone: source_wins needs an owner for this column or conflict.winner",
+    );
+    // The mapping stays last_writer_wins, so no winner is needed once the column has an owner.
+    let owned = both(
+        "email = \"mail\"\nphone = { to = \"tel\", conflict = \"source_wins\", owner = \"erp\" }\n",
+    );
+    let m = parse(&owned).unwrap();
+    assert_eq!(column(&m, "phone").conflict, Some(Policy::SourceWins));
+    assert_eq!(column(&m, "phone").owner.as_deref(), Some("erp"));
+    let with_winner = format!(
+        "{}[conflict]\nwinner = \"crm\"\n",
+        column_line("source_wins")
+    );
+    assert!(parse(&with_winner).is_ok());
+}
+
+#[test]
+fn source_wins_fallback_of_a_last_writer_wins_mapping_needs_no_winner() {
+    // Only the merge column uses the fallback, and it has an owner.
+    let text = both(
+        r#"
+email = "mail"
+phone = { to = "tel", conflict = "merge", owner = "erp" }
+[conflict]
+policy = "last_writer_wins"
+fallback = "source_wins"
+"#,
+    );
+    let m = parse(&text).unwrap_or_else(|e| panic!("refused: {e}"));
+    assert_eq!(m.conflict.map(|c| c.fallback), Some(Policy::SourceWins));
+}
+
+#[test]
+fn owner_in_a_both_mapping_is_kept_by_the_reverse_mapping() {
+    let m = parse(&both(
+        r#"
+email = { to = "mail", owner = "erp" }
+name = { to = "full_name", conflict = "manual" }
+[conflict]
+policy = "merge"
+"#,
+    ))
+    .unwrap();
+    assert_eq!(column(&m, "email").owner.as_deref(), Some("erp"));
+    let r = m.reversed().unwrap();
+    assert_eq!(column(&r, "mail").owner.as_deref(), Some("erp"));
+    assert_eq!(column(&r, "mail").target, "email");
+    assert_eq!(column(&r, "full_name").conflict, Some(Policy::Manual));
+    assert_eq!(column(&r, "customer_id").owner, None);
+    assert_eq!(r.conflict, m.conflict);
+    assert!(r.conflict.is_some());
+}
+
+#[test]
+fn owner_in_a_both_mapping_must_be_an_endpoint_and_not_on_the_key() {
+    fails_at(
+        &both("email = { to = \"mail\", owner = \"sales\" }\n"),
+        11,
+        "columns.email: owner 'sales' is neither endpoint of this mapping (crm, erp)",
+    );
+    let text = both("email = \"mail\"\n").replace(
+        "id = \"customer_id\"",
+        "id = { to = \"customer_id\", owner = \"crm\" }",
+    );
+    fails_at(&text, 10, "columns.id: a key column has no owner");
+}
+
+#[test]
+fn both_directions_share_one_pair_in_forward_field_order() {
+    let m = parse(&both(
+        r#"
+name = { to = "full_name", conflict = "manual" }
+email = { to = "mail", owner = "erp" }
+[conflict]
+policy = "merge"
+priority = ["erp", "crm"]
+"#,
+    ))
+    .unwrap();
+    let rules = m.conflict.clone().unwrap();
+    let one_way = with_columns("mappings/orders.toml", "orders", "");
+    let set = Mappings::from_list(vec![m.reversed().unwrap(), m, one_way]).unwrap();
+    let mut names: Vec<&str> = set.pairs.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["customers", "customers.reverse"]);
+    let (fwd, rev) = (&set.pairs["customers"], &set.pairs["customers.reverse"]);
+    assert!(Arc::ptr_eq(fwd, rev), "one pair under both names");
+    assert_eq!(fwd.name, "customers");
+    assert_eq!(
+        (fwd.a.endpoint.as_str(), fwd.a.table.as_str()),
+        ("crm", "customers")
+    );
+    assert_eq!(
+        (fwd.b.endpoint.as_str(), fwd.b.table.as_str()),
+        ("erp", "customer")
+    );
+    let field = |a: &str, b: &str, policy, owner: Option<&str>| PairField {
+        a: a.into(),
+        b: b.into(),
+        policy,
+        owner: owner.map(String::from),
+    };
+    // Sorted by the forward source name; the key `id` is the second field.
+    assert_eq!(
+        fwd.fields,
+        vec![
+            field("email", "mail", Policy::Merge, Some("erp")),
+            field("id", "customer_id", Policy::Merge, None),
+            field("name", "full_name", Policy::Manual, None),
+        ]
+    );
+    assert_eq!(fwd.key, vec![1]);
+    assert_eq!(fwd.rules, rules);
+    assert_eq!(fwd.columns(true), ["email", "id", "name"]);
+    assert_eq!(fwd.columns(false), ["mail", "customer_id", "full_name"]);
 }

@@ -239,8 +239,9 @@ pub struct Mapping {
 
 impl Mapping {
     /// The other direction of a `direction = "both"` mapping: target and source swapped,
-    /// columns inverted. Only plain column renames can be inverted, so anything else (a
-    /// conversion, a computed column, a filter, a match, a reference, ownership) is an error.
+    /// columns inverted (owners and conflict policies kept). Only plain column renames can be
+    /// inverted, so anything else (a conversion, a computed column, a filter, a match, a
+    /// reference) is an error.
     pub fn reversed(&self) -> Result<Mapping> {
         let plain = self
             .columns

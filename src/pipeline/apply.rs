@@ -93,6 +93,7 @@ impl Applier {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let owed = self.hub.waker(&self.target);
         if self.guarded {
+            self.skip_committed(sink).await?;
             // Writes owed from before a restart.
             owed.notify_one();
         }
@@ -209,33 +210,19 @@ impl Applier {
         self.adopt_matches(&txns, &mut ops, &mut origins, sink)
             .await?;
         let mut guarded = None;
-        if self.guarded {
-            sink.begin_checked().await?;
-            match self.guard_batch(&txns, &mut ops, &mut origins, sink).await {
-                Ok(g) => guarded = Some(g),
-                Err(e) => {
-                    sink.rollback().await;
-                    return Err(e);
-                }
-            }
-        }
         let mut failed_idx = Vec::new();
-        if !ops.is_empty() || guarded.is_some() {
+        if !ops.is_empty() || self.guarded {
             let started = Instant::now();
-            // Before the commit: the echo can reach the other flow as soon as the target commits.
-            self.remember_writes(&ops)?;
-            let applied = if guarded.is_some() {
-                match sink.apply_in_txn(&ops).await {
-                    Ok(a) => {
-                        sink.commit().await?;
-                        a
-                    }
-                    Err(e) => {
-                        sink.rollback().await;
-                        return Err(e);
-                    }
-                }
+            let applied = if self.guarded {
+                let (g, applied) = self
+                    .apply_guarded(&txns, &mut ops, &mut origins, end.as_ref(), sink)
+                    .await?;
+                guarded = Some(g);
+                applied
             } else {
+                // Before the commit: the echo can reach the other flow as soon as the target
+                // commits.
+                self.remember_writes(&ops)?;
                 sink.apply(&ops).await?
             };
             failed_idx = applied.failed.iter().map(|(i, _)| *i).collect();
@@ -483,6 +470,84 @@ impl Applier {
         &self.flow
     }
 
+    /// A flow with conflicts does not replay what the target committed before a crash (see
+    /// [`crate::sink::PROGRESS_TABLE`]): the checkpoint moves up to the target's record.
+    async fn skip_committed(&mut self, sink: &mut Sink) -> Result<()> {
+        sink.ensure_progress().await?;
+        let Some(text) = sink.read_progress(&self.flow).await? else {
+            return Ok(());
+        };
+        let Some(pos) = Position::parse(&text) else {
+            tracing::warn!(flow = %self.flow, "unreadable position in the target's progress table; replaying from the checkpoint");
+            return Ok(());
+        };
+        let ahead = match &self.checkpoint {
+            None => true,
+            Some(c) => pos.compare(c) == Some(std::cmp::Ordering::Greater),
+        };
+        if ahead {
+            tracing::info!(flow = %self.flow, from = ?self.checkpoint.as_ref().map(|c| c.to_string()), to = %pos, "the target committed past the checkpoint: not replaying that");
+            self.store.advance_checkpoint(&self.flow, &pos)?;
+            self.checkpoint = Some(pos);
+        }
+        Ok(())
+    }
+
+    /// A batch of a flow with conflicts, in one target transaction: owed writes, the guard,
+    /// the progress record, the batch. Two sessions locking the same rows (a user's and this
+    /// one) can make the database refuse the transaction (serialization failure, deadlock):
+    /// it is retried here at once, from the same operations, not after a reconnect.
+    async fn apply_guarded(
+        &mut self,
+        txns: &[Transaction],
+        ops: &mut Vec<TargetOp>,
+        origins: &mut Vec<Origin>,
+        end: Option<&Position>,
+        sink: &mut Sink,
+    ) -> Result<(super::conflict::Guarded, crate::sink::Applied)> {
+        let (ops0, origins0) = (ops.clone(), origins.clone());
+        let mut attempt = 0u32;
+        loop {
+            sink.begin_checked().await?;
+            let result = self.guarded_txn(txns, ops, origins, end, sink).await;
+            match result {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    sink.rollback().await;
+                    if !e.is_lock_conflict() || attempt >= 50 {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    tracing::debug!(flow = %self.flow, attempt, "target transaction refused by a concurrent write; retrying");
+                    *ops = ops0.clone();
+                    *origins = origins0.clone();
+                    let ms = rand::random_range(1..=5 * u64::from(attempt.min(20)));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+            }
+        }
+    }
+
+    async fn guarded_txn(
+        &mut self,
+        txns: &[Transaction],
+        ops: &mut Vec<TargetOp>,
+        origins: &mut Vec<Origin>,
+        end: Option<&Position>,
+        sink: &mut Sink,
+    ) -> Result<(super::conflict::Guarded, crate::sink::Applied)> {
+        let g = self.guard_batch(txns, ops, origins, sink).await?;
+        // Before the commit: the echo can reach the other flow as soon as the target commits.
+        self.remember_writes(ops)?;
+        // Only batches that write: a heartbeat's move needs no record.
+        if let Some(end) = end.filter(|_| !ops.is_empty()) {
+            sink.write_progress(&self.flow, &end.to_arg()).await?;
+        }
+        let applied = sink.apply_in_txn(ops).await?;
+        sink.commit().await?;
+        Ok((g, applied))
+    }
+
     /// Inside the target transaction: owed writes first, then the guard over the batch.
     async fn guard_batch(
         &mut self,
@@ -491,9 +556,15 @@ impl Applier {
         origins: &mut Vec<Origin>,
         sink: &mut Sink,
     ) -> Result<super::conflict::Guarded> {
-        let done = self.apply_pending(sink).await?;
+        let (done, written) = self.apply_pending(sink).await?;
         let mut g = self.guard(txns, ops, origins, sink).await?;
         g.pending_done = done;
+        g.pending_written = written;
+        // Where this target's stream stands after every locked read: its changes of these rows
+        // up to here are accounted for by what this transaction writes.
+        if !ops.is_empty() || !g.pending_written.is_empty() {
+            g.written_at = Some(sink.position(false).await?);
+        }
         Ok(g)
     }
 

@@ -43,7 +43,7 @@ use crate::store::{Conflict, ConflictState, PendingWrite, Store, SyncState, Vers
 /// What the flows of one daemon share about rows mapped both ways.
 pub struct Hub {
     /// Held by a flow for a whole batch that may touch rows mapped both ways.
-    pub(super) turn: tokio::sync::Mutex<()>,
+    pub turn: tokio::sync::Mutex<()>,
     wake: Mutex<HashMap<String, Arc<Notify>>>,
     /// How far each source endpoint's flow has read (its last checkpoint).
     read: Mutex<HashMap<String, Position>>,
@@ -63,6 +63,23 @@ impl Hub {
             mappings,
             coarse,
         })
+    }
+
+    /// The hub of a daemon (or of the CLI over a stopped daemon's store). MySQL/MariaDB
+    /// binlog commit times have whole seconds: conflicts with such a side compare at that
+    /// precision.
+    pub fn for_config(
+        store: Store,
+        mappings: Arc<Mappings>,
+        config: &crate::config::Config,
+    ) -> Arc<Hub> {
+        let coarse = config
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.kind == crate::config::EndpointKind::Mysql)
+            .map(|(n, _)| n.clone())
+            .collect();
+        Hub::new(store, mappings, coarse)
     }
 
     /// Whether a flow from `source` to `target` carries a mapping with conflicts.
@@ -138,17 +155,20 @@ impl Hub {
             })?;
         }
         let now = chrono::Utc::now().timestamp_micros();
-        match &target {
-            Some(_) => self.store.set_sync_state(
-                &pair.name,
-                &c.entity,
-                &SyncState {
-                    fields: target.clone(),
-                    at_us: now,
-                },
-            )?,
-            None => self.store.forget_sync_state(&pair.name, &c.entity)?,
-        }
+        let barriers = self
+            .store
+            .sync_state(&pair.name, &c.entity)?
+            .map(|s| s.barriers)
+            .unwrap_or_default();
+        self.store.set_sync_state(
+            &pair.name,
+            &c.entity,
+            &SyncState {
+                fields: target.clone(),
+                at_us: now,
+                barriers,
+            },
+        )?;
         let counted = c.state != ConflictState::Parked;
         c.state = ConflictState::Resolved {
             resolution: outcome.resolution.to_string(),
@@ -214,7 +234,7 @@ pub struct Outcome {
     pub row: Option<Vec<Value>>,
     /// The policy that decided (`manual` for an operator).
     pub resolution: &'static str,
-    /// The endpoint whose version won, or `merged`.
+    /// The endpoint whose version won, `merged`, or `both` (both sides deleted the row).
     pub taken: String,
 }
 
@@ -286,7 +306,10 @@ pub fn resolve(
         (None, None) => {
             return Ok(Some(Outcome {
                 row: None,
-                resolution: rules.policy.as_str(),
+                resolution: match choice {
+                    Choice::Policy => rules.policy.as_str(),
+                    _ => "manual",
+                },
                 taken: "both".into(),
             }))
         }
@@ -408,13 +431,20 @@ fn entity(key: &[Value]) -> String {
         .join("\u{1f}")
 }
 
+/// A written row's new agreed state: pair, row key, field fingerprints (`None`: deleted).
+pub(super) type RowSync = (String, String, Option<Vec<u64>>);
+
 /// What guarding a batch decided, applied after the target commit.
 #[derive(Default)]
 pub(super) struct Guarded {
     /// Per remaining op: the sync state its write establishes.
-    pub sync: Vec<Option<(String, String, Option<Vec<u64>>)>>,
+    pub sync: Vec<Option<RowSync>>,
     /// Pending writes done (or superseded).
     pub pending_done: Vec<u64>,
+    /// Rows (pair, row key) an owed write was written to.
+    pub pending_written: Vec<(String, String)>,
+    /// The target's stream position after the transaction's locked reads.
+    pub written_at: Option<Position>,
 }
 
 impl Applier {
@@ -441,13 +471,17 @@ impl Applier {
 
     /// Inside the target transaction, first thing: apply the writes conflict decisions owe this
     /// target, each only if the row is still the version decided against.
-    pub(super) async fn apply_pending(&mut self, sink: &mut Sink) -> Result<Vec<u64>> {
+    pub(super) async fn apply_pending(
+        &mut self,
+        sink: &mut Sink,
+    ) -> Result<(Vec<u64>, Vec<(String, String)>)> {
         let pending = self.store.pending_for(&self.target)?;
         if pending.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let mut ops = Vec::new();
         let mut done = Vec::new();
+        let mut written = Vec::new();
         for p in pending {
             done.push(p.id);
             let Some(pair) = self.hub.pair(&p.pair).cloned() else {
@@ -455,12 +489,13 @@ impl Applier {
                 continue;
             };
             let table = self.side_table(&pair, &p.endpoint);
-            let current = sink.read_rows(&table, &[p.key.clone()]).await?;
+            let current = sink.read_rows(&table, std::slice::from_ref(&p.key)).await?;
             let now = hashes_of(current.first().map(Vec::as_slice));
             if now != p.expected {
                 tracing::info!(conflict = p.conflict, mapping = %p.pair, "owed write superseded by a newer edit of the row");
                 continue;
             }
+            written.push((p.pair.clone(), p.entity.clone()));
             ops.push(match p.row {
                 Some(row) => TargetOp::Upsert {
                     table,
@@ -475,7 +510,7 @@ impl Applier {
                 tracing::warn!(flow = %self.flow_name(), table = %ops[i].table(), error = %e, "a conflict decision could not be written");
             }
         }
-        Ok(done)
+        Ok((done, written))
     }
 
     /// Inside the target transaction, before the batch is written: hold back every write to a
@@ -522,6 +557,7 @@ impl Applier {
         let mut keep = vec![true; ops.len()];
         // The row as the writes kept so far in this batch leave it.
         let mut sim: HashMap<(String, String), Option<Vec<Value>>> = HashMap::new();
+        let mut agreed_sim: HashMap<(String, String), Option<Vec<u64>>> = HashMap::new();
         let mut mark: Option<Position> = None;
         for (i, guarded) in of_op.into_iter().enumerate() {
             let Some((pair, key)) = guarded else {
@@ -530,6 +566,20 @@ impl Applier {
             };
             let id = (pair.name.clone(), entity(&key));
             let txn = &txns[origins[i].txn];
+            let stored = match agreed_sim.contains_key(&id) {
+                true => None,
+                false => self.store.sync_state(&id.0, &id.1)?,
+            };
+            // rowbridge wrote this row on the source side after this change: that write saw
+            // it, so it is not carried over again.
+            if stored
+                .as_ref()
+                .and_then(|s| s.barrier(&txn.endpoint))
+                .is_some_and(|b| b.reached(&txn.position))
+            {
+                keep[i] = false;
+                continue;
+            }
             let ptr = Arc::as_ptr(ops[i].table()) as usize;
             let target_row = match sim.get(&id) {
                 Some(row) => row.clone(),
@@ -569,21 +619,38 @@ impl Applier {
                 continue;
             }
             let now = hashes_of(target_row.as_deref());
-            let base = self.store.sync_state(&id.0, &id.1)?;
+            let base = match agreed_sim.get(&id) {
+                // A write earlier in this batch moves the agreed state when it commits.
+                Some(fields) => Some(SyncState {
+                    fields: fields.clone(),
+                    at_us: 0,
+                    barriers: Vec::new(),
+                }),
+                None => stored,
+            };
             let agreed = base.as_ref().map(|s| s.fields.clone());
             let changed = match &agreed {
                 None => now.is_some() && now != in_hash,
                 Some(agreed) => &now != agreed && now != in_hash,
             };
+            tracing::trace!(flow = %self.flow_name(), mapping = %pair.name, row = %id.1, changed, target = now.is_some(), incoming = in_hash.is_some(), synced = agreed.as_ref().map(|a| a.is_some()), "guard");
             if !changed {
+                // A newer edit on the source side: what a decision still owes that side for
+                // this row would undo it.
+                for p in self.store.pending_for(&txn.endpoint)? {
+                    if p.pair == id.0 && p.entity == id.1 {
+                        self.store.remove_pending(p.id)?;
+                    }
+                }
                 sim.insert(id.clone(), incoming.clone());
+                agreed_sim.insert(id.clone(), in_hash.clone());
                 out.sync.push(Some((id.0, id.1, in_hash)));
                 continue;
             }
             let until = match &mark {
                 Some(p) => p.clone(),
                 None => {
-                    let p = sink.position().await?;
+                    let p = sink.position(true).await?;
                     mark = Some(p.clone());
                     p
                 }
@@ -635,6 +702,12 @@ impl Applier {
         end: Option<&Position>,
     ) -> Result<()> {
         let now = chrono::Utc::now().timestamp_micros();
+        let at = guarded.written_at;
+        let barrier = |state: &mut SyncState| {
+            if let Some(at) = &at {
+                state.set_barrier(&self.target, at.clone());
+            }
+        };
         for (i, s) in guarded.sync.into_iter().enumerate() {
             let Some((pair, entity, fields)) = s else {
                 continue;
@@ -642,16 +715,20 @@ impl Applier {
             if failed.contains(&i) {
                 continue;
             }
-            match fields {
-                Some(f) => self.store.set_sync_state(
-                    &pair,
-                    &entity,
-                    &SyncState {
-                        fields: Some(f),
-                        at_us: now,
-                    },
-                )?,
-                None => self.store.forget_sync_state(&pair, &entity)?,
+            let mut state = self.store.sync_state(&pair, &entity)?.unwrap_or(SyncState {
+                fields: None,
+                at_us: now,
+                barriers: Vec::new(),
+            });
+            state.fields = fields;
+            state.at_us = now;
+            barrier(&mut state);
+            self.store.set_sync_state(&pair, &entity, &state)?;
+        }
+        for (pair, entity) in guarded.pending_written {
+            if let Some(mut state) = self.store.sync_state(&pair, &entity)? {
+                barrier(&mut state);
+                self.store.set_sync_state(&pair, &entity, &state)?;
             }
         }
         for id in guarded.pending_done {

@@ -17,6 +17,13 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::mapping::TargetOp;
 
+/// The table (in the target database's default schema) where a flow carrying mappings with
+/// conflicts records, in each batch's own transaction, the source position the batch reaches.
+/// After a crash the flow skips what the target already committed instead of replaying it: a
+/// replayed old change could overwrite a newer edit made on the target meanwhile, which a
+/// one-way replica never has but a row edited on both sides does.
+pub const PROGRESS_TABLE: &str = "rowbridge_progress";
+
 /// Result of one applied batch.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -172,10 +179,37 @@ impl Sink {
 
     /// Inside a transaction: a position of this database's change stream that every
     /// transaction committed so far is at or before.
-    pub async fn position(&mut self) -> crate::error::Result<crate::position::Position> {
+    ///
+    /// With `mark` (PostgreSQL), the transaction also writes a marked WAL record after it, so
+    /// the database's source reads past the position as soon as the transaction commits.
+    pub async fn position(
+        &mut self,
+        mark: bool,
+    ) -> crate::error::Result<crate::position::Position> {
         match self {
             Sink::Mysql(s) => s.position().await,
-            Sink::Postgres(s) => s.position().await,
+            Sink::Postgres(s) => s.position(mark).await,
+        }
+    }
+
+    pub async fn ensure_progress(&mut self) -> crate::error::Result<()> {
+        match self {
+            Sink::Mysql(s) => s.ensure_progress().await,
+            Sink::Postgres(s) => s.ensure_progress().await,
+        }
+    }
+
+    pub async fn write_progress(&mut self, flow: &str, position: &str) -> crate::error::Result<()> {
+        match self {
+            Sink::Mysql(s) => s.write_progress(flow, position).await,
+            Sink::Postgres(s) => s.write_progress(flow, position).await,
+        }
+    }
+
+    pub async fn read_progress(&mut self, flow: &str) -> crate::error::Result<Option<String>> {
+        match self {
+            Sink::Mysql(s) => s.read_progress(flow).await,
+            Sink::Postgres(s) => s.read_progress(flow).await,
         }
     }
 

@@ -71,6 +71,24 @@ impl AuditEntry {
 pub struct SyncState {
     pub fields: Option<Vec<u64>>,
     pub at_us: i64,
+    /// Per endpoint, where its stream stood when rowbridge last wrote the row there (after
+    /// the locked read): that side's changes of the row up to there were seen by that write,
+    /// and the flow reading them skips them instead of carrying them over again.
+    pub barriers: Vec<(String, Position)>,
+}
+
+impl SyncState {
+    pub fn barrier(&self, endpoint: &str) -> Option<&Position> {
+        self.barriers
+            .iter()
+            .find(|(e, _)| e == endpoint)
+            .map(|(_, p)| p)
+    }
+
+    pub fn set_barrier(&mut self, endpoint: &str, pos: Position) {
+        self.barriers.retain(|(e, _)| e != endpoint);
+        self.barriers.push((endpoint.to_string(), pos));
+    }
 }
 
 /// One side's version of a conflicting row.

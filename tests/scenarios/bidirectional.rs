@@ -77,7 +77,11 @@ async fn own_writes_are_not_streamed_back_either_way() {
 
     // 10 000 CRM changes: 2 000 inserts, then 4 x 2 000 updates.
     b.crm_exec("INSERT INTO parts SELECT 'c' || lpad(g::text, 5, '0'), 'crm', 0 FROM generate_series(1, 2000) g").await;
+    // Each round lands before the next: rounds that meet in one target transaction would be
+    // written once per row (the last state), and this test counts writes.
     for _ in 0..4 {
+        b.wait_equal(SELECT_CRM, SELECT_ERP, Duration::from_secs(120))
+            .await;
         b.crm_exec("UPDATE parts SET qty = qty + 1 WHERE code LIKE 'c%'")
             .await;
     }

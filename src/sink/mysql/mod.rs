@@ -210,6 +210,44 @@ impl MysqlSink {
         Ok(out)
     }
 
+    /// Create the progress table if it is missing (see [`crate::sink::PROGRESS_TABLE`]).
+    pub async fn ensure_progress(&mut self) -> Result<()> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (flow VARCHAR(190) PRIMARY KEY, position VARCHAR(1000) NOT NULL)",
+            crate::sink::PROGRESS_TABLE
+        );
+        self.exec(&sql).await
+    }
+
+    /// Inside the batch's transaction: the source position this commit reaches.
+    pub async fn write_progress(&mut self, flow: &str, position: &str) -> Result<()> {
+        let ep = self.endpoint.clone();
+        self.conn
+            .exec_drop(
+                format!(
+                    "INSERT INTO {} (flow, position) VALUES (?, ?) ON DUPLICATE KEY UPDATE position = VALUES(position)",
+                    crate::sink::PROGRESS_TABLE
+                ),
+                (flow, position),
+            )
+            .await
+            .map_err(|e| Error::mysql(&ep, e))
+    }
+
+    pub async fn read_progress(&mut self, flow: &str) -> Result<Option<String>> {
+        let ep = self.endpoint.clone();
+        self.conn
+            .exec_first(
+                format!(
+                    "SELECT position FROM {} WHERE flow = ?",
+                    crate::sink::PROGRESS_TABLE
+                ),
+                (flow,),
+            )
+            .await
+            .map_err(|e| Error::mysql(&ep, e))
+    }
+
     /// The end of the binary log now: every transaction committed before is at or before it.
     pub async fn position(&mut self) -> Result<crate::position::Position> {
         let ep = self.endpoint.clone();

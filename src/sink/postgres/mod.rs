@@ -212,20 +212,63 @@ impl PgSink {
             .collect()
     }
 
-    /// The WAL insert position now, and a marked WAL record after it in this transaction, so
-    /// the source of this database reads past the position as soon as the transaction commits.
-    pub async fn position(&mut self) -> Result<crate::position::Position> {
-        let ep = self.endpoint.clone();
+    /// Create the progress table if it is missing (see [`crate::sink::PROGRESS_TABLE`]).
+    pub async fn ensure_progress(&mut self) -> Result<()> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (flow text PRIMARY KEY, position text NOT NULL)",
+            crate::sink::PROGRESS_TABLE
+        );
+        self.exec(&sql).await
+    }
+
+    /// Inside the batch's transaction: the source position this commit reaches.
+    pub async fn write_progress(&mut self, flow: &str, position: &str) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (flow, position) VALUES ($1, $2) ON CONFLICT (flow) DO UPDATE SET position = EXCLUDED.position",
+            crate::sink::PROGRESS_TABLE
+        );
+        self.conn
+            .client
+            .execute(&sql, &[&flow, &position])
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::pg(&self.endpoint, e))
+    }
+
+    pub async fn read_progress(&mut self, flow: &str) -> Result<Option<String>> {
+        let sql = format!(
+            "SELECT position FROM {} WHERE flow = $1",
+            crate::sink::PROGRESS_TABLE
+        );
         let row = self
             .conn
             .client
-            .query_one(
-                "SELECT pg_current_wal_insert_lsn()::text, \
-                        pg_logical_emit_message(true, $1, 'conflict')::text",
-                &[&crate::model::ORIGIN_PREFIX],
-            )
+            .query_opt(&sql, &[&flow])
             .await
-            .map_err(|e| Error::pg(&ep, e))?;
+            .map_err(|e| Error::pg(&self.endpoint, e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The WAL insert position now, and a marked WAL record after it in this transaction, so
+    /// the source of this database reads past the position as soon as the transaction commits.
+    pub async fn position(&mut self, mark: bool) -> Result<crate::position::Position> {
+        let ep = self.endpoint.clone();
+        let row = if mark {
+            self.conn
+                .client
+                .query_one(
+                    "SELECT pg_current_wal_insert_lsn()::text, \
+                            pg_logical_emit_message(true, $1, 'conflict')::text",
+                    &[&crate::model::ORIGIN_PREFIX],
+                )
+                .await
+        } else {
+            self.conn
+                .client
+                .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+                .await
+        }
+        .map_err(|e| Error::pg(&ep, e))?;
         let lsn: String = row.get(0);
         crate::position::Position::parse(&lsn).ok_or_else(|| Error::Protocol {
             endpoint: ep,
