@@ -42,6 +42,34 @@ pub enum Request {
         dry_run: bool,
         actor: String,
     },
+    /// Per flow and per endpoint: what the daemon is doing.
+    Status,
+    DlqList,
+    DlqShow {
+        id: u64,
+    },
+    /// Re-run the current mapping on dead letters (the daemon must run).
+    DlqReplay {
+        ids: Vec<u64>,
+        all: bool,
+        dry_run: bool,
+        actor: String,
+    },
+    DlqDrop {
+        ids: Vec<u64>,
+        all: bool,
+        dry_run: bool,
+        actor: String,
+    },
+    CheckpointShow,
+    /// Set (`position`) or clear (`None`: the flow starts over as on its first run) a checkpoint.
+    CheckpointSet {
+        flow: String,
+        position: Option<String>,
+        dry_run: bool,
+        actor: String,
+    },
+    Audit,
 }
 
 /// What the handler needs: the store and the conflict hub (the daemon's, or one over the store
@@ -50,11 +78,67 @@ pub enum Request {
 pub struct Admin {
     pub store: Store,
     pub hub: Arc<Hub>,
+    /// The running daemon's flows; `None` when the CLI works on a stopped daemon's store.
+    pub board: Option<crate::board::Board>,
+    /// Flow names the mappings define.
+    pub flows: Vec<String>,
 }
 
 impl Admin {
     pub async fn handle(&self, req: Request) -> Result<Json> {
         match req {
+            Request::Status => self.status().await,
+            Request::DlqList => Ok(Json::Array(
+                self.store
+                    .dead_letters()?
+                    .iter()
+                    .map(|d| Self::letter_json(d, false))
+                    .collect(),
+            )),
+            Request::DlqShow { id } => {
+                let d = self
+                    .store
+                    .dead_letter(id)?
+                    .ok_or_else(|| Error::Usage(format!("no dead letter {id}")))?;
+                Ok(Self::letter_json(&d, true))
+            }
+            Request::DlqReplay {
+                ids,
+                all,
+                dry_run,
+                actor,
+            } => self.replay(&ids, all, dry_run, &actor).await,
+            Request::DlqDrop {
+                ids,
+                all,
+                dry_run,
+                actor,
+            } => self.drop_letters(&ids, all, dry_run, &actor),
+            Request::CheckpointShow => Ok(Json::Array(
+                self.store
+                    .checkpoints()?
+                    .iter()
+                    .map(|(flow, pos)| {
+                        json!({"flow": flow, "position": pos.to_string(), "arg": pos.to_arg(), "lsn": pos.lsn()})
+                    })
+                    .collect(),
+            )),
+            Request::CheckpointSet {
+                flow,
+                position,
+                dry_run,
+                actor,
+            } => {
+                self.set_checkpoint(&flow, position.as_deref(), dry_run, &actor)
+                    .await
+            }
+            Request::Audit => Ok(Json::Array(
+                self.store
+                    .audit_log()?
+                    .iter()
+                    .map(|a| json!({"at_us": a.at_us, "actor": a.actor, "action": a.action, "detail": a.detail}))
+                    .collect(),
+            )),
             Request::Conflicts { all } => {
                 let list = if all {
                     self.store.conflicts()?
@@ -112,6 +196,233 @@ impl Admin {
                 Ok(json!({"id": id, "taken": outcome.taken, "row": row}))
             }
         }
+    }
+
+    fn board(&self, what: &str) -> Result<&crate::board::Board> {
+        self.board.as_ref().ok_or_else(|| {
+            Error::Unreachable(format!(
+                "{what} needs the running daemon (its admin socket does not answer)"
+            ))
+        })
+    }
+
+    async fn status(&self) -> Result<Json> {
+        let letters = self.store.dead_letters()?;
+        let open = self.store.open_conflicts()?;
+        let checkpoints: std::collections::HashMap<String, crate::position::Position> =
+            self.store.checkpoints()?.into_iter().collect();
+        let (live, endpoints) = match &self.board {
+            Some(b) => b.snapshot(),
+            None => (Vec::new(), Json::Array(Vec::new())),
+        };
+        let mut flows = Vec::new();
+        for name in &self.flows {
+            let mut f = live
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, j)| j.clone())
+                .unwrap_or_else(|| {
+                    let pos = checkpoints.get(name);
+                    json!({
+                        "flow": name,
+                        "state": if self.board.is_some() { "starting" } else { "stopped" },
+                        "position": pos.map(|p| p.to_string()),
+                        "position_arg": pos.map(|p| p.to_arg()),
+                        "lag_seconds": null, "changes_per_second": 0.0, "changes_applied": 0,
+                        "queue_depth": 0, "last_error": null,
+                    })
+                });
+            let (source, target) = name.split_once("->").unwrap_or((name.as_str(), ""));
+            let conflicts = open
+                .iter()
+                .filter(|c| {
+                    let ends = [c.a.endpoint.as_str(), c.b.endpoint.as_str()];
+                    ends.contains(&source) && ends.contains(&target)
+                })
+                .count();
+            f["dead_letters"] = json!(letters.iter().filter(|d| &d.flow == name).count());
+            f["open_conflicts"] = json!(conflicts);
+            flows.push(f);
+        }
+        Ok(json!({
+            "daemon": if self.board.is_some() { "running" } else { "stopped" },
+            "flows": flows,
+            "endpoints": endpoints,
+        }))
+    }
+
+    fn letter_json(d: &crate::store::DeadLetter, full: bool) -> Json {
+        let mut v = json!({
+            "id": d.id, "flow": d.flow, "mapping": d.mapping, "table": d.table,
+            "key": d.key, "reason": d.reason, "class": d.class,
+            "op": d.change.op.as_str(), "position": d.position.to_arg(), "at_us": d.at_us,
+        });
+        if full {
+            let names: Vec<&str> = d
+                .change
+                .table
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            let image = |img: &Option<crate::model::RowImage>| {
+                img.as_ref().map(|r| {
+                    let mut m = serde_json::Map::new();
+                    for (i, v) in r.iter().enumerate() {
+                        let name = names.get(i).map(|s| s.to_string()).unwrap_or(i.to_string());
+                        m.insert(
+                            name,
+                            match v {
+                                None => json!({"unchanged": true}),
+                                Some(crate::model::Value::Null) => Json::Null,
+                                Some(v) => Json::String(convert::text_form(v).unwrap_or_default()),
+                            },
+                        );
+                    }
+                    Json::Object(m)
+                })
+            };
+            v["before"] = json!(image(&d.change.before));
+            v["after"] = json!(image(&d.change.after));
+        }
+        v
+    }
+
+    /// The dead letters a replay or drop names: `ids`, or every one with `all`.
+    fn pick_letters(&self, ids: &[u64], all: bool) -> Result<Vec<crate::store::DeadLetter>> {
+        if all {
+            return self.store.dead_letters();
+        }
+        if ids.is_empty() {
+            return Err(Error::Usage("name dead letter ids, or --all".into()));
+        }
+        ids.iter()
+            .map(|&id| {
+                self.store
+                    .dead_letter(id)?
+                    .ok_or_else(|| Error::Usage(format!("no dead letter {id}")))
+            })
+            .collect()
+    }
+
+    async fn replay(&self, ids: &[u64], all: bool, dry_run: bool, actor: &str) -> Result<Json> {
+        let letters = self.pick_letters(ids, all)?;
+        if dry_run {
+            return Ok(
+                json!({"dry_run": true, "would_replay": letters.iter().map(|d| d.id).collect::<Vec<_>>()}),
+            );
+        }
+        let board = self.board("dlq replay")?;
+        let mut by_flow: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        for d in &letters {
+            by_flow.entry(d.flow.clone()).or_default().push(d.id);
+        }
+        let mut results = Vec::new();
+        for (flow, ids) in by_flow {
+            let ctl = board.control(&flow).ok_or_else(|| {
+                Error::Unreachable(format!("flow {flow} is not running; its dead letters wait"))
+            })?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            ctl.send(crate::board::Control::Replay {
+                ids: ids.clone(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Unreachable(format!("flow {flow} is restarting; try again")))?;
+            let replayed = rx.await.map_err(|_| {
+                Error::Unreachable(format!("flow {flow} stopped during the replay"))
+            })??;
+            results.extend(replayed);
+        }
+        self.store.audit(AuditEntry::new(
+            actor,
+            "dlq replay",
+            format!(
+                "{} dead letters: {}",
+                results.len(),
+                results
+                    .iter()
+                    .map(|r| format!("{} {}", r.id, r.outcome))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))?;
+        self.store.flush()?;
+        Ok(serde_json::to_value(&results).unwrap_or(Json::Null))
+    }
+
+    fn drop_letters(&self, ids: &[u64], all: bool, dry_run: bool, actor: &str) -> Result<Json> {
+        let letters = self.pick_letters(ids, all)?;
+        let ids: Vec<u64> = letters.iter().map(|d| d.id).collect();
+        if dry_run {
+            return Ok(json!({"dry_run": true, "would_drop": ids}));
+        }
+        for d in &letters {
+            self.store.remove_dead_letter(d.id)?;
+            self.store.audit(AuditEntry::new(
+                actor,
+                "dlq drop",
+                format!(
+                    "dead letter {} ({}, {}, key {})",
+                    d.id, d.flow, d.mapping, d.key
+                ),
+            ))?;
+        }
+        self.store.flush()?;
+        metrics::gauge!(crate::metrics::DEAD_LETTERS).set(self.store.dead_letter_count() as f64);
+        Ok(json!({"dropped": ids}))
+    }
+
+    async fn set_checkpoint(
+        &self,
+        flow: &str,
+        position: Option<&str>,
+        dry_run: bool,
+        actor: &str,
+    ) -> Result<Json> {
+        if !self.flows.iter().any(|f| f == flow) {
+            return Err(Error::Usage(format!(
+                "no flow '{flow}' (flows: {})",
+                self.flows.join(", ")
+            )));
+        }
+        let pos = match position {
+            None => None,
+            Some(text) => Some(crate::position::Position::parse(text).ok_or_else(|| {
+                Error::Usage(format!(
+                    "'{text}' is not a position (expected an LSN like 0/16B3748, GTID@file:offset or file:offset)"
+                ))
+            })?),
+        };
+        let old = self.store.checkpoint(flow)?;
+        let describe = |p: Option<&crate::position::Position>| {
+            p.map(|p| p.to_string()).unwrap_or_else(|| "none".into())
+        };
+        let change =
+            json!({"flow": flow, "from": describe(old.as_ref()), "to": describe(pos.as_ref())});
+        if dry_run {
+            return Ok(json!({"dry_run": true, "change": change}));
+        }
+        match self.board.as_ref().and_then(|b| b.control(flow)) {
+            Some(ctl) => {
+                // The flow itself stores it, between batches, and restarts from it.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                ctl.send(crate::board::Control::SetCheckpoint {
+                    position: pos.clone(),
+                    actor: actor.to_string(),
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| Error::Unreachable(format!("flow {flow} is restarting; try again")))?;
+                rx.await
+                    .map_err(|_| Error::Unreachable(format!("flow {flow} stopped meanwhile")))??;
+            }
+            None => {
+                self.store.reset_checkpoint(flow, pos.as_ref(), actor)?;
+                self.store.flush()?;
+            }
+        }
+        Ok(change)
     }
 
     fn find(&self, id: u64) -> Result<Conflict> {
@@ -260,8 +571,9 @@ pub async fn request(path: &Path, req: &Request) -> Result<Option<Json>> {
     if v["ok"].as_bool() == Some(true) {
         Ok(Some(v["data"].clone()))
     } else {
-        Err(Error::Usage(
-            v["error"].as_str().unwrap_or("request failed").to_string(),
-        ))
+        Err(Error::Command {
+            message: v["error"].as_str().unwrap_or("request failed").to_string(),
+            exit: v["exit"].as_i64().unwrap_or(1) as i32,
+        })
     }
 }

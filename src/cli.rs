@@ -1,6 +1,10 @@
-//! Command line: `rowbridge run | check | checkpoint show`.
+//! Command line: `rowbridge run | check | status | dlq | conflicts | checkpoint | audit`.
 //!
-//! Exit codes: 0 ok, 1 failure, 2 usage (clap), 75 store locked, 78 configuration.
+//! Ops commands go to the running daemon over its admin socket; with no daemon running they
+//! work on the store directly (a replay needs the daemon: exit 69).
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage (clap), 69 daemon needed but unreachable, 75 store
+//! locked, 78 configuration.
 
 use std::path::PathBuf;
 
@@ -9,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::position::Position;
 use crate::store::Store;
 
 pub const DEFAULT_CONFIG: &str = "/etc/rowbridge/rowbridge.toml";
@@ -52,7 +55,17 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// The dead-letter queue (reads the store; the daemon must be stopped).
+    /// What each flow and endpoint is doing.
+    Status {
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// The operator actions recorded in the store.
+    Audit {
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// The dead-letter queue.
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
@@ -112,16 +125,48 @@ pub enum DlqAction {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// One dead letter with the stored change (row values: handle the output with care).
+    Show {
+        id: u64,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Re-run the current mapping on dead letters (after fixing the data or the mapping);
+    /// applied ones leave the queue, failing ones come back with the new reason.
+    Replay {
+        ids: Vec<u64>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Remove dead letters without applying them.
+    Drop {
+        ids: Vec<u64>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CheckpointAction {
-    /// Show every flow's checkpoint (reads the store; the daemon must be stopped).
+    /// Show every flow's checkpoint.
     Show {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Set a flow's checkpoint, backward or forward (dangerous: changes what is replayed or skipped).
+    /// Set a flow's checkpoint, backward or forward (dangerous: changes what is replayed or
+    /// skipped); a running flow restarts from it.
     Set {
         /// Flow name, `source->target`.
         flow: String,
@@ -131,6 +176,15 @@ pub enum CheckpointAction {
         #[arg(long)]
         yes: bool,
         /// Show what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Forget a flow's checkpoint: it starts as on its first run (PostgreSQL: the slot's
+    /// position; MySQL/MariaDB: the binlog's end). Dangerous: `--yes`.
+    Reset {
+        flow: String,
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         dry_run: bool,
     },
@@ -183,10 +237,32 @@ async fn dispatch(args: Args) -> Result<i32> {
             Ok(0)
         }
         Command::Check { output } => check(&config, output).await,
-        Command::Checkpoint { action } => checkpoint(&config, action),
-        Command::Dlq {
-            action: DlqAction::List { output },
-        } => dlq_list(&config, output),
+        Command::Checkpoint { action } => checkpoint(&config, action).await,
+        Command::Dlq { action } => dlq(&config, action).await,
+        Command::Status { output } => {
+            let reply = admin_request(&config, crate::admin::Request::Status).await?;
+            print_reply(output, &reply, print_status);
+            Ok(0)
+        }
+        Command::Audit { output } => {
+            let reply = admin_request(&config, crate::admin::Request::Audit).await?;
+            print_reply(output, &reply, |v| {
+                println!("{:<28} {:<12} {:<20} DETAIL", "AT", "ACTOR", "ACTION");
+                for a in v.as_array().into_iter().flatten() {
+                    let at =
+                        chrono::DateTime::from_timestamp_micros(a["at_us"].as_i64().unwrap_or(0))
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default();
+                    println!(
+                        "{at:<28} {:<12} {:<20} {}",
+                        a["actor"].as_str().unwrap_or_default(),
+                        a["action"].as_str().unwrap_or_default(),
+                        a["detail"].as_str().unwrap_or_default()
+                    );
+                }
+            });
+            Ok(0)
+        }
         Command::Conflicts { action } => conflicts(&config, action).await,
     }
 }
@@ -204,10 +280,17 @@ async fn admin_request(config: &Config, req: crate::admin::Request) -> Result<se
         e => e,
     })?;
     let mappings = std::sync::Arc::new(crate::mapping::Mappings::load(config)?);
+    let flows = mappings
+        .flows()
+        .iter()
+        .map(|(s, t)| crate::pipeline::flow_name(s, t))
+        .collect();
     let hub = crate::pipeline::conflict::Hub::for_config(store.clone(), mappings, config);
     let reply = crate::admin::Admin {
         store: store.clone(),
         hub,
+        board: None,
+        flows,
     }
     .handle(req)
     .await;
@@ -233,9 +316,7 @@ async fn conflicts(config: &Config, action: ConflictsAction) -> Result<i32> {
                     "conflicts resolve writes to both databases: add --yes (or --dry-run)".into(),
                 ));
             }
-            let actor = std::env::var("SUDO_USER")
-                .or_else(|_| std::env::var("USER"))
-                .unwrap_or_else(|_| "cli".into());
+            let actor = actor();
             let req = Request::ConflictResolve {
                 id,
                 take,
@@ -303,91 +384,204 @@ fn print_conflicts(reply: &serde_json::Value) {
     }
 }
 
-fn dlq_list(config: &Config, output: Output) -> Result<i32> {
-    let store = Store::open(&config.store.path)?;
-    let letters = store.dead_letters()?;
+fn actor() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+fn confirm(yes: bool, dry_run: bool, what: &str) -> Result<()> {
+    if yes || dry_run {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("{what}: add --yes (or --dry-run)")))
+    }
+}
+
+fn print_reply(output: Output, reply: &serde_json::Value, table: impl Fn(&serde_json::Value)) {
     match output {
-        Output::Json => {
-            let v: Vec<_> = letters
-                .iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "id": d.id, "flow": d.flow, "mapping": d.mapping, "table": d.table,
-                        "key": d.key, "reason": d.reason, "class": d.class,
-                        "op": d.change.op.as_str(), "position": d.position.to_arg(), "at_us": d.at_us,
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::Value::Array(v));
+        Output::Json => println!("{reply}"),
+        Output::Table => table(reply),
+    }
+}
+
+fn print_status(v: &serde_json::Value) {
+    println!("daemon: {}", v["daemon"].as_str().unwrap_or_default());
+    println!(
+        "{:<14} {:<11} {:>9} {:>9} {:>7} {:>5} {:>9} {:<34} LAST ERROR",
+        "FLOW", "STATE", "LAG s", "CHANGES/s", "QUEUE", "DLQ", "CONFLICTS", "POSITION"
+    );
+    for f in v["flows"].as_array().into_iter().flatten() {
+        let lag = f["lag_seconds"]
+            .as_f64()
+            .map(|l| format!("{l:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<14} {:<11} {:>9} {:>9} {:>7} {:>5} {:>9} {:<34} {}",
+            f["flow"].as_str().unwrap_or_default(),
+            f["state"].as_str().unwrap_or_default(),
+            lag,
+            f["changes_per_second"],
+            f["queue_depth"],
+            f["dead_letters"],
+            f["open_conflicts"],
+            f["position"].as_str().unwrap_or("-"),
+            f["last_error"]["message"].as_str().unwrap_or("-"),
+        );
+    }
+    for e in v["endpoints"].as_array().into_iter().flatten() {
+        println!(
+            "endpoint {:<10} {:<5} {}",
+            e["endpoint"].as_str().unwrap_or_default(),
+            if e["up"].as_bool() == Some(true) {
+                "up"
+            } else {
+                "down"
+            },
+            e["why"].as_str().unwrap_or("")
+        );
+    }
+}
+
+async fn dlq(config: &Config, action: DlqAction) -> Result<i32> {
+    use crate::admin::Request;
+    let (req, output) = match action {
+        DlqAction::List { output } => (Request::DlqList, output),
+        DlqAction::Show { id, output } => (Request::DlqShow { id }, output),
+        DlqAction::Replay {
+            ids,
+            all,
+            yes,
+            dry_run,
+            output,
+        } => {
+            confirm(yes, dry_run, "dlq replay writes to the target")?;
+            let actor = actor();
+            (
+                Request::DlqReplay {
+                    ids,
+                    all,
+                    dry_run,
+                    actor,
+                },
+                output,
+            )
         }
-        Output::Table => {
+        DlqAction::Drop {
+            ids,
+            all,
+            yes,
+            dry_run,
+            output,
+        } => {
+            confirm(yes, dry_run, "dlq drop discards changes")?;
+            let actor = actor();
+            (
+                Request::DlqDrop {
+                    ids,
+                    all,
+                    dry_run,
+                    actor,
+                },
+                output,
+            )
+        }
+    };
+    let listing = matches!(req, Request::DlqList);
+    let reply = admin_request(config, req).await?;
+    print_reply(output, &reply, |v| match v.as_array() {
+        Some(list) if listing => {
             println!(
-                "{:<6} {:<12} {:<20} {:<28} {:<16} REASON",
+                "{:<8} {:<12} {:<20} {:<28} {:<16} REASON",
                 "ID", "FLOW", "MAPPING", "TABLE", "KEY"
             );
-            for d in letters {
+            for d in list {
                 println!(
-                    "{:<6} {:<12} {:<20} {:<28} {:<16} {}",
-                    d.id, d.flow, d.mapping, d.table, d.key, d.reason
+                    "{:<8} {:<12} {:<20} {:<28} {:<16} {}",
+                    d["id"],
+                    d["flow"].as_str().unwrap_or_default(),
+                    d["mapping"].as_str().unwrap_or_default(),
+                    d["table"].as_str().unwrap_or_default(),
+                    d["key"].as_str().unwrap_or_default(),
+                    d["reason"].as_str().unwrap_or_default()
                 );
             }
         }
-    }
+        _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+    });
     Ok(0)
 }
 
-fn checkpoint(config: &Config, action: CheckpointAction) -> Result<i32> {
-    let store = Store::open(&config.store.path)?;
-    match action {
-        CheckpointAction::Show { output } => {
-            let rows = store.checkpoints()?;
-            match output {
-                Output::Json => {
-                    let v: Vec<_> = rows
-                        .iter()
-                        .map(|(flow, pos)| {
-                            serde_json::json!({"flow": flow, "position": pos.to_string(), "arg": pos.to_arg(), "lsn": pos.lsn()})
-                        })
-                        .collect();
-                    println!("{}", serde_json::Value::Array(v));
-                }
-                Output::Table => {
-                    println!("{:<24} POSITION", "FLOW");
-                    for (flow, pos) in rows {
-                        println!("{flow:<24} {pos}");
-                    }
-                }
-            }
-            Ok(0)
-        }
+async fn checkpoint(config: &Config, action: CheckpointAction) -> Result<i32> {
+    use crate::admin::Request;
+    let (req, output) = match action {
+        CheckpointAction::Show { output } => (Request::CheckpointShow, output),
         CheckpointAction::Set {
             flow,
             position,
             yes,
             dry_run,
         } => {
-            let pos = Position::parse(&position)
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "'{position}' is not a position (expected an LSN like 0/16B3748, GTID@file:offset or file:offset)"
-                    ))
-                })?;
-            let old = store.checkpoint(&flow)?;
-            let old = old.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
-            if dry_run {
-                println!("would set {flow}: {old} -> {pos}");
-                return Ok(0);
-            }
-            if !yes {
-                return Err(Error::Usage(
-                    "checkpoint set changes what is replayed or skipped: add --yes".into(),
-                ));
-            }
-            store.reset_checkpoint(&flow, Some(&pos), "cli")?;
-            println!("set {flow}: {old} -> {pos}");
-            Ok(0)
+            confirm(
+                yes,
+                dry_run,
+                "checkpoint set changes what is replayed or skipped",
+            )?;
+            let req = Request::CheckpointSet {
+                flow,
+                position: Some(position),
+                dry_run,
+                actor: actor(),
+            };
+            (req, Output::Table)
         }
-    }
+        CheckpointAction::Reset { flow, yes, dry_run } => {
+            confirm(
+                yes,
+                dry_run,
+                "checkpoint reset changes what is replayed or skipped",
+            )?;
+            let req = Request::CheckpointSet {
+                flow,
+                position: None,
+                dry_run,
+                actor: actor(),
+            };
+            (req, Output::Table)
+        }
+    };
+    let reply = admin_request(config, req).await?;
+    print_reply(output, &reply, |v| match v.as_array() {
+        Some(list) => {
+            println!("{:<24} POSITION", "FLOW");
+            for c in list {
+                println!(
+                    "{:<24} {}",
+                    c["flow"].as_str().unwrap_or_default(),
+                    c["position"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        None => {
+            let c = if v.get("change").is_some() {
+                &v["change"]
+            } else {
+                v
+            };
+            let verb = if v.get("dry_run").is_some() {
+                "would set"
+            } else {
+                "set"
+            };
+            println!(
+                "{verb} {}: {} -> {}",
+                c["flow"].as_str().unwrap_or_default(),
+                c["from"].as_str().unwrap_or_default(),
+                c["to"].as_str().unwrap_or_default()
+            );
+        }
+    });
+    Ok(0)
 }
 
 async fn check(config: &Config, output: Output) -> Result<i32> {

@@ -113,6 +113,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let admin = crate::admin::Admin {
         store: store.clone(),
         hub: hub.clone(),
+        board: Some(health.board.clone()),
+        flows: mappings
+            .flows()
+            .iter()
+            .map(|(s, t)| crate::pipeline::flow_name(s, t))
+            .collect(),
     };
     let socket = config.admin_socket();
     let admin_shutdown = shutdown.clone();

@@ -106,6 +106,18 @@ pub enum Error {
 
     #[error("shutting down")]
     Shutdown,
+
+    /// An ops command the daemon refused or failed, with the exit code it chose.
+    #[error("{message}")]
+    Command { message: String, exit: i32 },
+
+    /// An ops command needs the running daemon and none answers on the admin socket.
+    #[error("{0}")]
+    Unreachable(String),
+
+    /// An operator moved the checkpoint: the flow's session restarts from it at once.
+    #[error("restarting from a new checkpoint")]
+    Restart,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -163,7 +175,11 @@ impl Error {
             Error::Row { .. } => ErrorClass::Row,
             Error::Store(_) | Error::StoreLocked(_) => ErrorClass::EndpointFatal,
             Error::Io(_) => ErrorClass::Transient,
-            Error::Shutdown | Error::Usage(_) => ErrorClass::Transient,
+            Error::Shutdown
+            | Error::Restart
+            | Error::Usage(_)
+            | Error::Unreachable(_)
+            | Error::Command { .. } => ErrorClass::Transient,
         }
     }
 
@@ -186,6 +202,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::StoreLocked(_) => return 75,
+            // EX_UNAVAILABLE
+            Error::Unreachable(_) => return 69,
+            Error::Command { exit, .. } => return *exit,
             Error::Usage(_) => return 2,
             _ => {}
         }

@@ -4,6 +4,7 @@
 //! [`store`] keeps checkpoints and dead letters. See DESIGN.md for the contracts between parts.
 
 pub mod admin;
+pub mod board;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -151,6 +151,8 @@ pub fn install() -> Option<PrometheusHandle> {
 #[derive(Clone, Default)]
 pub struct Health {
     inner: Arc<HealthInner>,
+    /// What each flow is doing (for `rowbridge status`) and how to reach it.
+    pub board: crate::board::Board,
 }
 
 #[derive(Default)]

@@ -25,3 +25,6 @@ mod bidirectional;
 
 #[path = "scenarios/conflicts.rs"]
 mod conflicts;
+
+#[path = "scenarios/ops.rs"]
+mod ops;

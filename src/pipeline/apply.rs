@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::keys::KeyState;
 use super::Flow;
+use crate::board::{Control, Replayed};
 use crate::error::{Error, Result};
 use crate::mapping::{describe_key, BoundMapping, Mapped, Mappings, TargetOp};
 use crate::metrics as m;
@@ -32,6 +33,11 @@ pub struct Applier {
     /// opposite flow and check the target's rows first.
     guarded: bool,
     pub(super) side_tables: HashMap<String, Arc<crate::mapping::TargetTable>>,
+    board: crate::board::Board,
+    /// Source transactions waiting when the current batch was gathered.
+    queue_len: usize,
+    /// Dead letters written since last cleared (id, reason): a replay's outcome.
+    new_dead_letters: Vec<(u64, String)>,
     pub(super) mappings: Arc<Mappings>,
     pub(super) store: Store,
     max_rows: usize,
@@ -67,6 +73,9 @@ impl Applier {
             hub: flow.hub.clone(),
             guarded: flow.hub.guards(&flow.source, &flow.target),
             side_tables: HashMap::new(),
+            board: flow.health.board.clone(),
+            queue_len: 0,
+            new_dead_letters: Vec::new(),
             mappings: flow.mappings.clone(),
             store: flow.store.clone(),
             max_rows: flow.config.pipeline.batch_max_rows,
@@ -91,6 +100,8 @@ impl Applier {
     ) -> Result<()> {
         let mut tick = tokio::time::interval(flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (ctl_tx, mut ctl_rx) = mpsc::channel(8);
+        self.board.register(&self.flow, ctl_tx);
         let owed = self.hub.waker(&self.target);
         if self.guarded {
             self.skip_committed(sink).await?;
@@ -102,6 +113,11 @@ impl Applier {
                 biased;
                 _ = shutdown.cancelled() => break Err(Error::Shutdown),
                 _ = tick.tick() => self.publish_durable(&durable_tx)?,
+                Some(cmd) = ctl_rx.recv() => {
+                    if let Err(e) = self.control(cmd, sink).await {
+                        break Err(e);
+                    }
+                }
                 _ = owed.notified(), if self.guarded => {
                     if let Err(e) = self.apply_batch(Vec::new(), sink).await {
                         break Err(e);
@@ -110,6 +126,7 @@ impl Applier {
                 first = rx.recv() => {
                     let Some(first) = first else { break Err(Error::Shutdown) };
                     let batch = self.gather(first, &mut rx);
+                    self.queue_len = rx.len();
                     let taken: usize = batch.iter().map(|ev| ev.rows().min(self.queue_rows)).sum();
                     metrics::gauge!(m::QUEUE_DEPTH, "flow" => self.flow.clone()).set(rx.len() as f64);
                     let result = self.apply_batch(batch, sink).await;
@@ -160,13 +177,7 @@ impl Applier {
             SourceEvent::Heartbeat(p) => Some(p.clone()),
         });
         let end = end.filter(|e| !self.is_applied(e));
-        // Batches of the two directions of rows mapped both ways take turns.
-        let hub = self.hub.clone();
-        let _turn = match self.guarded {
-            true => Some(hub.turn.lock().await),
-            false => None,
-        };
-        let mut txns: Vec<Transaction> = batch
+        let txns: Vec<Transaction> = batch
             .into_iter()
             .filter_map(|ev| match ev {
                 SourceEvent::Txn(t) => Some(t),
@@ -185,6 +196,23 @@ impl Applier {
         if end.is_none() && txns.is_empty() && !self.guarded {
             return Ok(());
         }
+        self.apply_txns(txns, end, sink).await
+    }
+
+    /// Map, apply and (with `end`) checkpoint source transactions. Without `end` nothing moves
+    /// the checkpoint (a chunk of a large transaction, or a replayed dead letter).
+    async fn apply_txns(
+        &mut self,
+        mut txns: Vec<Transaction>,
+        end: Option<Position>,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        // Batches of the two directions of rows mapped both ways take turns.
+        let hub = self.hub.clone();
+        let _turn = match self.guarded {
+            true => Some(hub.turn.lock().await),
+            false => None,
+        };
         // Echo suppression: what rowbridge wrote on this source is not applied back. The
         // transaction still moves the checkpoint (its position is the batch end or before).
         let before = txns.len();
@@ -211,6 +239,7 @@ impl Applier {
             .await?;
         let mut guarded = None;
         let mut failed_idx = Vec::new();
+        let mut written = 0u64;
         if !ops.is_empty() || self.guarded {
             let started = Instant::now();
             let applied = if self.guarded {
@@ -231,6 +260,7 @@ impl Applier {
             metrics::histogram!(m::BATCH_ROWS, "flow" => flow.clone()).record(ops.len() as f64);
             metrics::counter!(m::CHANGES_APPLIED, "flow" => flow.clone())
                 .increment(applied.rows as u64);
+            written = applied.rows as u64;
             for (idx, err) in applied.failed {
                 let o = &origins[idx];
                 let op = &ops[idx];
@@ -259,14 +289,15 @@ impl Applier {
         };
         tracing::debug!(flow = %self.flow, txns = txns.len(), ops = ops.len(), position = %end, "batch applied");
         self.store.advance_checkpoint(&self.flow, &end)?;
-        self.checkpoint = Some(end);
         let now_us = chrono::Utc::now().timestamp_micros();
-        if let Some(last) = txns.last() {
-            let lag = (now_us - last.commit_time_us).max(0) as f64 / 1e6;
-            metrics::gauge!(m::LAG_SECONDS, "flow" => flow.clone()).set(lag);
-        } else {
-            metrics::gauge!(m::LAG_SECONDS, "flow" => flow.clone()).set(0.0);
-        }
+        let lag = match txns.last() {
+            Some(last) => (now_us - last.commit_time_us).max(0) as f64 / 1e6,
+            None => 0.0,
+        };
+        metrics::gauge!(m::LAG_SECONDS, "flow" => flow.clone()).set(lag);
+        self.board
+            .flow_progress(&flow, Some(&end), Some(lag), written, self.queue_len);
+        self.checkpoint = Some(end);
         metrics::counter!(m::TRANSACTIONS_APPLIED, "flow" => flow.clone())
             .increment(txns.len() as u64);
         metrics::gauge!(m::CHECKPOINT_TIME, "flow" => flow).set(now_us as f64 / 1e6);
@@ -470,6 +501,91 @@ impl Applier {
         &self.flow
     }
 
+    /// An operator's command. Replies go back on the command's channel; an error ends the
+    /// session as any apply error would.
+    async fn control(&mut self, cmd: Control, sink: &mut Sink) -> Result<()> {
+        match cmd {
+            Control::Replay { ids, reply } => {
+                let result = self.replay(&ids, sink).await;
+                let failed = match &result {
+                    Err(e) => Some(Error::Protocol {
+                        endpoint: self.target.clone(),
+                        message: e.to_string(),
+                    }),
+                    Ok(_) => None,
+                };
+                let _ = reply.send(result);
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+            Control::SetCheckpoint {
+                position,
+                actor,
+                reply,
+            } => {
+                let result = self
+                    .store
+                    .reset_checkpoint(&self.flow, position.as_ref(), &actor)
+                    .and_then(|()| self.store.flush());
+                let ok = result.is_ok();
+                let _ = reply.send(result);
+                if ok {
+                    tracing::warn!(flow = %self.flow, actor, position = ?position.as_ref().map(|p| p.to_string()), "checkpoint set by an operator; restarting the flow from it");
+                    // The session restarts from the stored checkpoint.
+                    return Err(Error::Restart);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Re-run the current mapping on dead letters of this flow, each in its own target
+    /// transaction. A letter that fails again is replaced by one with the new reason.
+    async fn replay(&mut self, ids: &[u64], sink: &mut Sink) -> Result<Vec<Replayed>> {
+        let mut out = Vec::new();
+        for &id in ids {
+            let Some(dl) = self.store.dead_letter(id)? else {
+                return Err(Error::Usage(format!("no dead letter {id}")));
+            };
+            if dl.flow != self.flow {
+                return Err(Error::Usage(format!(
+                    "dead letter {id} belongs to flow {}",
+                    dl.flow
+                )));
+            }
+            let txn = Transaction {
+                endpoint: self.source.clone(),
+                position: dl.position.clone(),
+                commit_time_us: chrono::Utc::now().timestamp_micros(),
+                origin: None,
+                changes: vec![dl.change.clone()],
+                partial: false,
+            };
+            self.new_dead_letters.clear();
+            self.apply_txns(vec![txn], None, sink).await?;
+            let again = std::mem::take(&mut self.new_dead_letters);
+            self.store.remove_dead_letter(id)?;
+            out.push(match again.first() {
+                None => Replayed {
+                    id,
+                    outcome: "applied",
+                    new_id: None,
+                    reason: None,
+                },
+                Some((new_id, reason)) => Replayed {
+                    id,
+                    outcome: "failed",
+                    new_id: Some(*new_id),
+                    reason: Some(reason.clone()),
+                },
+            });
+        }
+        metrics::gauge!(m::DEAD_LETTERS).set(self.store.dead_letter_count() as f64);
+        Ok(out)
+    }
+
     /// A flow with conflicts does not replay what the target committed before a crash (see
     /// [`crate::sink::PROGRESS_TABLE`]): the checkpoint moves up to the target's record.
     async fn skip_committed(&mut self, sink: &mut Sink) -> Result<()> {
@@ -578,7 +694,7 @@ impl Applier {
     }
 
     pub(super) fn dead_letter(
-        &self,
+        &mut self,
         endpoint: &str,
         position: &Position,
         change: &RowChange,
@@ -594,18 +710,19 @@ impl Applier {
         // The reason can quote row values (server messages do): log only its leading code.
         let code = reason.split(':').next().unwrap_or_default();
         tracing::warn!(flow = %self.flow, mapping, table = %table, code, "row sent to dead-letter queue");
-        self.store.add_dead_letter(DeadLetter {
+        let id = self.store.add_dead_letter(DeadLetter {
             id: 0,
             flow: self.flow.clone(),
             mapping: mapping.to_string(),
             table,
             key,
-            reason,
+            reason: reason.clone(),
             class: err.class().as_str().to_string(),
             at_us: chrono::Utc::now().timestamp_micros(),
             position: position.clone(),
             change: change.clone(),
         })?;
+        self.new_dead_letters.push((id, reason));
         metrics::counter!(m::CHANGES_FAILED, "flow" => self.flow.clone()).increment(1);
         metrics::gauge!(m::DEAD_LETTERS).set(self.store.dead_letter_count() as f64);
         Ok(())

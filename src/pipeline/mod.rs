@@ -91,20 +91,29 @@ impl Flow {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let mut policy = retry_policy();
         let flow = self.name.clone();
+        let board = self.health.board.clone();
         loop {
             let started = Instant::now();
+            board.flow_state(&flow, "connecting");
             let err = match self.session(&shutdown).await {
-                Ok(()) | Err(Error::Shutdown) => return Ok(()),
+                Ok(()) | Err(Error::Shutdown) => {
+                    board.flow_state(&flow, "stopped");
+                    return Ok(());
+                }
+                Err(Error::Restart) => continue,
                 Err(e) => e,
             };
             metrics::gauge!(m::FLOW_UP, "flow" => flow.clone()).set(0.0);
             self.health.set_flow(&flow, false);
+            board.flow_error(&flow, &err);
             metrics::counter!(m::ERRORS, "flow" => flow.clone(), "class" => err.class().as_str())
                 .increment(1);
             if matches!(err.class(), ErrorClass::EndpointFatal | ErrorClass::Config) {
                 tracing::error!(flow = %flow, class = err.class().as_str(), error = %err, "flow stopped");
+                board.flow_state(&flow, "stopped");
                 return Err(err);
             }
+            board.flow_state(&flow, "retrying");
             if started.elapsed() > HEALTHY_SESSION {
                 policy.reset();
             }
@@ -129,6 +138,11 @@ impl Flow {
         let sink = Sink::connect(&self.target, dst_cfg, &password, &self.source, mark).await;
         metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.target.clone())
             .set(sink.is_ok() as u8 as f64);
+        self.health.board.endpoint(
+            &self.target,
+            sink.is_ok(),
+            sink.as_ref().err().map(|e| e.to_string()),
+        );
         let mut sink = match sink {
             Ok(s) => s,
             Err(e) => {
@@ -141,6 +155,7 @@ impl Flow {
         // The source's position exists on the server now: whatever commits from here on will
         // be streamed.
         self.health.set_flow(&self.name, true);
+        self.health.board.flow_state(&self.name, "streaming");
 
         let interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
         let mut applier = Applier::new(self, checkpoint)?;
@@ -176,14 +191,18 @@ impl Flow {
         let password = cfg.password(&self.source)?;
         let tables = self.mappings.source_tables(&self.source);
         let mut checkpoint = self.store.checkpoint(&self.name)?;
-        let up = |ok: bool| {
-            metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.source.clone()).set(ok as u8 as f64)
+        let up = |result: std::result::Result<(), String>| {
+            metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.source.clone())
+                .set(result.is_ok() as u8 as f64);
+            self.health
+                .board
+                .endpoint(&self.source, result.is_ok(), result.err());
         };
         let interval = Duration::from_millis(cfg.pipeline.status_interval_ms);
         let task: SourceTask = match src_cfg.kind {
             EndpointKind::Postgres => {
                 let conn = PgConn::connect(&self.source, src_cfg, &password).await;
-                up(conn.is_ok());
+                up(conn.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                 postgres::prepare(&conn?, src_cfg, &tables, checkpoint.as_ref()).await?;
                 let (durable_tx, durable_rx) = watch::channel(checkpoint.clone());
                 let source = PgSource {
@@ -205,7 +224,7 @@ impl Flow {
             EndpointKind::Mysql => {
                 let opts = crate::sink::mysql::opts(src_cfg, &password);
                 let conn = mysql_async::Conn::new(opts).await;
-                up(conn.is_ok());
+                up(conn.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                 let mut conn = conn.map_err(|e| Error::mysql(&self.source, e))?;
                 let flavor = mysql::verify_settings(&mut conn, &self.source).await?;
                 let start = match checkpoint.clone() {
