@@ -70,6 +70,15 @@ pub enum Request {
         actor: String,
     },
     Audit,
+    /// Copy a mapping's source rows to the target while streaming continues.
+    Resync {
+        mapping: String,
+        filter: Option<String>,
+        /// Start over even if a resync of this mapping is unfinished.
+        restart: bool,
+        dry_run: bool,
+        actor: String,
+    },
 }
 
 /// What the handler needs: the store and the conflict hub (the daemon's, or one over the store
@@ -130,6 +139,16 @@ impl Admin {
                 actor,
             } => {
                 self.set_checkpoint(&flow, position.as_deref(), dry_run, &actor)
+                    .await
+            }
+            Request::Resync {
+                mapping,
+                filter,
+                restart,
+                dry_run,
+                actor,
+            } => {
+                self.resync(&mapping, filter, restart, dry_run, &actor)
                     .await
             }
             Request::Audit => Ok(Json::Array(
@@ -209,6 +228,7 @@ impl Admin {
     async fn status(&self) -> Result<Json> {
         let letters = self.store.dead_letters()?;
         let open = self.store.open_conflicts()?;
+        let jobs = self.store.resync_jobs()?;
         let checkpoints: std::collections::HashMap<String, crate::position::Position> =
             self.store.checkpoints()?.into_iter().collect();
         let (live, endpoints) = match &self.board {
@@ -240,6 +260,29 @@ impl Admin {
                     ends.contains(&source) && ends.contains(&target)
                 })
                 .count();
+            let now = chrono::Utc::now().timestamp_micros();
+            let resyncs: Vec<Json> = jobs
+                .iter()
+                .filter(|j| &j.flow == name)
+                .map(|j| {
+                    let secs = ((j.updated_us - j.started_us) as f64 / 1e6).max(0.001);
+                    let rate = j.rows as f64 / secs;
+                    let eta = match (j.done, j.total) {
+                        (true, _) => Some(0.0),
+                        (false, Some(t)) if rate > 0.0 => {
+                            Some((t.saturating_sub(j.rows) as f64 / rate).round())
+                        }
+                        _ => None,
+                    };
+                    json!({
+                        "mapping": j.mapping, "rows": j.rows, "total": j.total, "done": j.done,
+                        "rows_per_second": rate.round(), "eta_seconds": eta,
+                        "started_us": j.started_us, "updated_us": j.updated_us,
+                        "idle_seconds": ((now - j.updated_us) as f64 / 1e6).round(),
+                    })
+                })
+                .collect();
+            f["resync"] = Json::Array(resyncs);
             f["dead_letters"] = json!(letters.iter().filter(|d| &d.flow == name).count());
             f["open_conflicts"] = json!(conflicts);
             flows.push(f);
@@ -423,6 +466,70 @@ impl Admin {
             }
         }
         Ok(change)
+    }
+
+    async fn resync(
+        &self,
+        mapping: &str,
+        filter: Option<String>,
+        restart: bool,
+        dry_run: bool,
+        actor: &str,
+    ) -> Result<Json> {
+        let pair = self.hub.pair(mapping).cloned();
+        let m = self
+            .hub
+            .mapping(mapping)
+            .ok_or_else(|| Error::Usage(format!("no mapping '{mapping}'")))?;
+        let _ = pair;
+        let flow = crate::pipeline::flow_name(&m.source.endpoint, &m.target.endpoint);
+        if let Some(j) = self
+            .store
+            .resync_jobs()?
+            .into_iter()
+            .find(|j| j.mapping == mapping && !j.done)
+        {
+            if !restart {
+                return Err(Error::Usage(format!(
+                    "a resync of {mapping} is under way ({} rows copied); add --restart to start over",
+                    j.rows
+                )));
+            }
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        let job = crate::store::ResyncJob {
+            mapping: mapping.to_string(),
+            flow: flow.clone(),
+            filter,
+            last_key: None,
+            rows: 0,
+            total: None,
+            started_us: now,
+            updated_us: now,
+            done: false,
+            actor: actor.to_string(),
+        };
+        let view = json!({"mapping": mapping, "flow": flow, "where": job.filter});
+        if dry_run {
+            return Ok(json!({"dry_run": true, "resync": view}));
+        }
+        self.store.put_resync(&job)?;
+        self.store.audit(AuditEntry::new(
+            actor,
+            "resync",
+            format!(
+                "{mapping} ({flow}){}",
+                job.filter
+                    .as_ref()
+                    .map(|w| format!(" where {w}"))
+                    .unwrap_or_default()
+            ),
+        ))?;
+        self.store.flush()?;
+        if let Some(ctl) = self.board.as_ref().and_then(|b| b.control(&flow)) {
+            let _ = ctl.send(crate::board::Control::Resync).await;
+        }
+        Ok(json!({"started": view, "running": self.board.is_some()}))
     }
 
     fn find(&self, id: u64) -> Result<Conflict> {

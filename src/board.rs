@@ -55,6 +55,8 @@ pub enum Control {
         ids: Vec<u64>,
         reply: oneshot::Sender<crate::error::Result<Vec<Replayed>>>,
     },
+    /// A resync job was stored for this flow.
+    Resync,
     /// Store this checkpoint (or none) and restart the session from it.
     SetCheckpoint {
         position: Option<Position>,

@@ -60,6 +60,23 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Copy a mapping's source rows to the target while streaming continues (online, chunked
+    /// by key, resumable); also the first load of a new mapping. Progress: `status`.
+    Resync {
+        mapping: String,
+        /// Only source rows matching this SQL condition.
+        #[arg(long = "where")]
+        filter: Option<String>,
+        /// Start over even if a resync of this mapping is unfinished.
+        #[arg(long)]
+        restart: bool,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// The operator actions recorded in the store.
     Audit {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
@@ -242,6 +259,28 @@ async fn dispatch(args: Args) -> Result<i32> {
         Command::Status { output } => {
             let reply = admin_request(&config, crate::admin::Request::Status).await?;
             print_reply(output, &reply, print_status);
+            Ok(0)
+        }
+        Command::Resync {
+            mapping,
+            filter,
+            restart,
+            yes,
+            dry_run,
+            output,
+        } => {
+            confirm(yes, dry_run, "resync writes every source row to the target")?;
+            let req = crate::admin::Request::Resync {
+                mapping,
+                filter,
+                restart,
+                dry_run,
+                actor: actor(),
+            };
+            let reply = admin_request(&config, req).await?;
+            print_reply(output, &reply, |v| {
+                println!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
+            });
             Ok(0)
         }
         Command::Audit { output } => {
@@ -428,6 +467,23 @@ fn print_status(v: &serde_json::Value) {
             f["position"].as_str().unwrap_or("-"),
             f["last_error"]["message"].as_str().unwrap_or("-"),
         );
+    }
+    for f in v["flows"].as_array().into_iter().flatten() {
+        for r in f["resync"].as_array().into_iter().flatten() {
+            println!(
+                "resync {:<24} {:<10} {}/{} rows, {} rows/s, eta {} s",
+                r["mapping"].as_str().unwrap_or_default(),
+                if r["done"].as_bool() == Some(true) {
+                    "done"
+                } else {
+                    "running"
+                },
+                r["rows"],
+                r["total"],
+                r["rows_per_second"],
+                r["eta_seconds"]
+            );
+        }
     }
     for e in v["endpoints"].as_array().into_iter().flatten() {
         println!(

@@ -101,6 +101,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         });
     }
     metrics::gauge!(m::DEAD_LETTERS).set(store.dead_letter_count() as f64);
+    metrics::gauge!(m::CONFLICTS_OPEN).set(store.open_conflict_count() as f64);
     preflight(&config, &mappings).await?;
     let mut tasks = tokio::task::JoinSet::new();
     let flows = mappings.flows();

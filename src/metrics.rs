@@ -1,7 +1,7 @@
 //! Metric names (defined once, described once) and the HTTP endpoint that exports them.
 //!
 //! Labels are bounded: `flow` (source->target endpoint pair), `endpoint`, `class` (error
-//! class). Never a table key or a value.
+//! class), `mapping` and `resolution` (conflicts, resync). Never a table key or a value.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +34,7 @@ pub const WAITING: &str = "rowbridge_waiting_changes";
 pub const ECHO_SKIPPED: &str = "rowbridge_echo_skipped_total";
 pub const CONFLICTS: &str = "rowbridge_conflicts_total";
 pub const CONFLICTS_OPEN: &str = "rowbridge_conflicts_open";
+pub const RESYNC_ROWS: &str = "rowbridge_resync_rows_total";
 
 fn describe() {
     describe_counter!(
@@ -113,9 +114,14 @@ fn describe() {
         "Conflicts not resolved yet (waiting for both versions, or parked for an operator)."
     );
     describe_counter!(
+        RESYNC_ROWS,
+        Unit::Count,
+        "Rows copied by online resyncs, by mapping."
+    );
+    describe_counter!(
         ECHO_SKIPPED,
         Unit::Count,
-        "Changes dropped because they are rowbridge's own writes coming back."
+        "rowbridge's own writes coming back, dropped: marked transactions, and changes recognised by their fingerprint."
     );
     describe_gauge!(
         WAITING,

@@ -28,3 +28,6 @@ mod conflicts;
 
 #[path = "scenarios/ops.rs"]
 mod ops;
+
+#[path = "scenarios/resync.rs"]
+mod resync;

@@ -38,13 +38,21 @@ pub struct Applier {
     queue_len: usize,
     /// Dead letters written since last cleared (id, reason): a replay's outcome.
     new_dead_letters: Vec<(u64, String)>,
+    pub(super) config: Arc<crate::config::Config>,
+    /// Source connection for resync reads, opened when one runs.
+    pub(super) reader: Option<super::resync::SourceReader>,
+    pub(super) resync_schema: HashMap<String, Arc<crate::model::TableSchema>>,
+    /// While a resync chunk is mapped: only this mapping.
+    pub(super) resync_only: Option<String>,
+    /// Whether a resync may be waiting (checked when idle).
+    resync_pending: bool,
     pub(super) mappings: Arc<Mappings>,
     pub(super) store: Store,
     max_rows: usize,
     max_txns: usize,
     queue_rows: usize,
     /// Last stored checkpoint.
-    checkpoint: Option<Position>,
+    pub(super) checkpoint: Option<Position>,
     /// Last checkpoint flushed and handed to the source.
     durable: Option<Position>,
     /// Bindings per source table version (keyed by the schema's address, kept alive here).
@@ -76,6 +84,11 @@ impl Applier {
             board: flow.health.board.clone(),
             queue_len: 0,
             new_dead_letters: Vec::new(),
+            config: flow.config.clone(),
+            reader: None,
+            resync_schema: HashMap::new(),
+            resync_only: None,
+            resync_pending: true,
             mappings: flow.mappings.clone(),
             store: flow.store.clone(),
             max_rows: flow.config.pipeline.batch_max_rows,
@@ -116,6 +129,13 @@ impl Applier {
                 Some(cmd) = ctl_rx.recv() => {
                     if let Err(e) = self.control(cmd, sink).await {
                         break Err(e);
+                    }
+                }
+                // Idle: the next chunk of a resync.
+                _ = std::future::ready(()), if self.resync_pending && rx.is_empty() => {
+                    match self.resync_step(sink).await {
+                        Ok(more) => self.resync_pending = more,
+                        Err(e) => break Err(e),
                     }
                 }
                 _ = owed.notified(), if self.guarded => {
@@ -201,7 +221,7 @@ impl Applier {
 
     /// Map, apply and (with `end`) checkpoint source transactions. Without `end` nothing moves
     /// the checkpoint (a chunk of a large transaction, or a replayed dead letter).
-    async fn apply_txns(
+    pub(super) async fn apply_txns(
         &mut self,
         mut txns: Vec<Transaction>,
         end: Option<Position>,
@@ -325,6 +345,13 @@ impl Applier {
         let mut failures = Vec::new();
         let mut parks = Vec::new();
         for (bi, b) in bindings.iter().enumerate() {
+            if self
+                .resync_only
+                .as_ref()
+                .is_some_and(|only| only != &b.mapping.name)
+            {
+                continue;
+            }
             let source_key = b.key_text(change);
             if let Some((_, reason)) = change.invalid.iter().find(|(i, _)| b.uses_column(*i)) {
                 let table = b.mapping.source.to_string();
@@ -519,6 +546,10 @@ impl Applier {
                     Some(e) => Err(e),
                     None => Ok(()),
                 }
+            }
+            Control::Resync => {
+                self.resync_pending = true;
+                Ok(())
             }
             Control::SetCheckpoint {
                 position,

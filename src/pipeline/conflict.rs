@@ -110,6 +110,10 @@ impl Hub {
         r.get(endpoint).is_some_and(|p| p.reached(mark))
     }
 
+    pub fn mapping(&self, name: &str) -> Option<&Arc<crate::mapping::Mapping>> {
+        self.mappings.list.iter().find(|m| m.name == name)
+    }
+
     pub fn pair(&self, name: &str) -> Option<&Arc<Pair>> {
         self.mappings.pairs.get(name)
     }
@@ -117,6 +121,12 @@ impl Hub {
     /// Decide a conflict (by policy, or as an operator chose), record it and owe the writes.
     /// Called with the turn held.
     pub fn decide(&self, c: &mut Conflict, choice: &Choice, by: &str) -> Result<()> {
+        let result = self.decide_inner(c, choice, by);
+        metrics::gauge!(m::CONFLICTS_OPEN).set(self.store.open_conflict_count() as f64);
+        result
+    }
+
+    fn decide_inner(&self, c: &mut Conflict, choice: &Choice, by: &str) -> Result<()> {
         let pair = self
             .pair(&c.pair)
             .ok_or_else(|| Error::Usage(format!("mapping '{}' is not loaded", c.pair)))?

@@ -10,6 +10,7 @@ mod apply;
 pub mod conflict;
 mod echo;
 mod keys;
+mod resync;
 mod waiting;
 
 use std::sync::Arc;

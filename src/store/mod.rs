@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::position::Position;
 
 pub use records::{
-    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, SyncState, Version, Waiting,
+    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncJob, SyncState, Version,
+    Waiting,
 };
 
 /// Bumped when a stored record changes shape.
@@ -39,6 +40,7 @@ const SYNC: &str = "sync";
 const CONFLICTS: &str = "conflicts";
 const CONFLICT_OPEN: &str = "conflict_open";
 const PENDING: &str = "pending";
+const RESYNC: &str = "resync";
 /// Writes per row whose echoes may still be on their way back.
 pub const WRITTEN_HISTORY: usize = 8;
 
@@ -62,6 +64,8 @@ pub struct Store {
     conflict_open: sled::Tree,
     /// Writes owed by conflict resolutions, by id.
     pending: sled::Tree,
+    /// Resync jobs by mapping.
+    resync: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -99,6 +103,7 @@ impl Store {
             conflicts: tree(CONFLICTS)?,
             conflict_open: tree(CONFLICT_OPEN)?,
             pending: tree(PENDING)?,
+            resync: tree(RESYNC)?,
             db,
         })
     }
@@ -461,6 +466,20 @@ impl Store {
     pub fn remove_pending(&self, id: u64) -> Result<()> {
         self.pending
             .remove(id.to_be_bytes())
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    pub fn resync_jobs(&self) -> Result<Vec<ResyncJob>> {
+        self.resync
+            .iter()
+            .map(|item| decode(&item.map_err(store_err)?.1))
+            .collect()
+    }
+
+    pub fn put_resync(&self, job: &ResyncJob) -> Result<()> {
+        self.resync
+            .insert(job.mapping.as_bytes(), encode(job)?)
             .map(|_| ())
             .map_err(store_err)
     }

@@ -154,3 +154,22 @@ pub struct PendingWrite {
     /// Fingerprints of the row the side must still hold (`None`: absent).
     pub expected: Option<Vec<u64>>,
 }
+
+/// An online resync of one mapping (see `pipeline::resync`), stored after each chunk so a
+/// restart continues where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncJob {
+    pub mapping: String,
+    pub flow: String,
+    /// Extra SQL condition on the source rows (`--where`).
+    pub filter: Option<String>,
+    /// Key of the last row copied (`None`: not started).
+    pub last_key: Option<Vec<crate::model::Value>>,
+    pub rows: u64,
+    /// Rows to copy, counted when the copy starts.
+    pub total: Option<u64>,
+    pub started_us: i64,
+    pub updated_us: i64,
+    pub done: bool,
+    pub actor: String,
+}

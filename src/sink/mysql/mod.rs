@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::mapping::TargetOp;
 use crate::sink::Applied;
 
-pub use apply::quote_ident;
+pub use apply::{from_mysql, quote_ident, to_mysql};
 
 const SESSION_SETUP: &[&str] = &[
     "SET NAMES utf8mb4",

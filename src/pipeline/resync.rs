@@ -1,0 +1,393 @@
+//! Online resync: copy a mapping's source table to the target while the stream keeps flowing.
+//!
+//! The flow that owns the mapping does it itself, one chunk at a time between its stream
+//! batches (a chunk only when no stream batch is waiting): it reads the next key range from the
+//! source with a plain query, maps the rows as inserts, and writes them like any batch (filters,
+//! references, dead letters, echo marks, conflict checks all apply).
+//!
+//! Why an older snapshot row never overwrites a newer change: a chunk is read after every
+//! change the flow has applied so far was committed, so what it writes is at least as new as
+//! anything already on the target. A change committed before the read but still on its way
+//! in the stream is applied after the chunk; it is older than the read, but the stream also
+//! carries every later change of that row up to the read, so the row ends in the state the chunk
+//! read (or newer). The stream's order does for this flow what DBLog's watermarks do for a
+//! separate snapshot reader, with no watermark table in the user's database.
+//!
+//! Progress (last key copied, rows) is stored after each chunk's target commit: a resync
+//! interrupted by a restart continues after the last chunk written.
+
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+
+use super::apply::Applier;
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::model::{ColumnSchema, Op, RowChange, TableSchema, Transaction, Value};
+use crate::sink::Sink;
+use crate::store::ResyncJob;
+
+/// Rows per chunk.
+pub const CHUNK_ROWS: usize = 5_000;
+
+/// A plain (non-replication) connection to the flow's source, for chunk reads.
+pub(super) enum SourceReader {
+    Pg(crate::source::postgres::PgConn),
+    My(mysql_async::Conn),
+}
+
+impl SourceReader {
+    pub async fn connect(config: &crate::config::Config, source: &str) -> Result<SourceReader> {
+        let cfg = &config.endpoints[source];
+        let password = config.password(source)?;
+        Ok(match cfg.kind {
+            crate::config::EndpointKind::Postgres => {
+                let conn = crate::source::postgres::PgConn::connect(source, cfg, &password).await?;
+                conn.client
+                    .batch_execute(
+                        "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'",
+                    )
+                    .await
+                    .map_err(|e| Error::pg(source, e))?;
+                SourceReader::Pg(conn)
+            }
+            crate::config::EndpointKind::Mysql => {
+                let opts = crate::sink::mysql::opts(cfg, &password).init(vec![
+                    "SET NAMES utf8mb4".to_string(),
+                    "SET SESSION time_zone = '+00:00'".to_string(),
+                ]);
+                let conn = mysql_async::Conn::new(opts)
+                    .await
+                    .map_err(|e| Error::mysql(source, e))?;
+                SourceReader::My(conn)
+            }
+        })
+    }
+
+    /// How many source rows the job copies (for progress and ETA).
+    async fn count(&mut self, mapping: &Mapping, job: &ResyncJob) -> Result<u64> {
+        let t = &mapping.source;
+        let cond = job
+            .filter
+            .as_ref()
+            .map(|w| format!(" WHERE ({w})"))
+            .unwrap_or_default();
+        match self {
+            SourceReader::Pg(conn) => {
+                let q = crate::source::postgres::quote_ident;
+                let sql = format!(
+                    "SELECT count(*) FROM {}.{}{cond}",
+                    q(&t.namespace),
+                    q(&t.table)
+                );
+                let row = conn
+                    .client
+                    .query_one(&sql, &[])
+                    .await
+                    .map_err(|e| Error::pg(&conn.endpoint, e))?;
+                Ok(row.get::<_, i64>(0) as u64)
+            }
+            SourceReader::My(conn) => {
+                let q = crate::sink::mysql::quote_ident;
+                let sql = format!(
+                    "SELECT COUNT(*) FROM {}.{}{cond}",
+                    q(&t.namespace),
+                    q(&t.table)
+                );
+                let n: Option<u64> = conn
+                    .query_first(sql)
+                    .await
+                    .map_err(|e| Error::mysql(&t.endpoint, e))?;
+                Ok(n.unwrap_or(0))
+            }
+        }
+    }
+
+    /// The next rows of `job` after its last key, in key order: values in `columns` order.
+    async fn chunk(
+        &mut self,
+        mapping: &Mapping,
+        columns: &[String],
+        job: &ResyncJob,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        let t = &mapping.source;
+        let key: Vec<&String> = mapping.key.iter().collect();
+        match self {
+            SourceReader::Pg(conn) => {
+                let q = crate::source::postgres::quote_ident;
+                let ep = conn.endpoint.clone();
+                let types = conn
+                    .client
+                    .query(
+                        "SELECT a.attname::text, format_type(a.atttypid, NULL), \
+                                CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END \
+                         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         JOIN pg_type ty ON ty.oid = a.atttypid \
+                         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                        &[&t.namespace, &t.table],
+                    )
+                    .await
+                    .map_err(|e| Error::pg(&ep, e))?;
+                let ty = |c: &str| {
+                    types
+                        .iter()
+                        .find(|r| r.get::<_, String>(0) == c)
+                        .map(|r| (r.get::<_, String>(1), r.get::<_, u32>(2)))
+                        .ok_or_else(|| {
+                            Error::setup(
+                                &ep,
+                                format!("column '{c}' of {t} does not exist"),
+                                "fix the mapping",
+                            )
+                        })
+                };
+                let mut params: Vec<Option<String>> = Vec::new();
+                let mut conds = Vec::new();
+                if let Some(last) = &job.last_key {
+                    let mut casts = Vec::new();
+                    for (k, v) in key.iter().zip(last) {
+                        params.push(crate::mapping::convert::text_form(v));
+                        casts.push(format!("${}::text::{}", params.len(), ty(k)?.0));
+                    }
+                    let cols: Vec<String> = key.iter().map(|k| q(k)).collect();
+                    conds.push(format!("({}) > ({})", cols.join(", "), casts.join(", ")));
+                }
+                if let Some(w) = &job.filter {
+                    conds.push(format!("({w})"));
+                }
+                let sql = format!(
+                    "SELECT {} FROM {}.{} {} ORDER BY {} LIMIT {limit}",
+                    // Aliased: ORDER BY must see the table's columns, not these texts.
+                    columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("{}::text AS rb_c{i}", q(c)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    q(&t.namespace),
+                    q(&t.table),
+                    if conds.is_empty() {
+                        String::new()
+                    } else {
+                        format!("WHERE {}", conds.join(" AND "))
+                    },
+                    key.iter().map(|k| q(k)).collect::<Vec<_>>().join(", "),
+                );
+                let oids: Vec<u32> = columns
+                    .iter()
+                    .map(|c| ty(c).map(|t| t.1))
+                    .collect::<Result<_>>()?;
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = conn
+                    .client
+                    .query(&sql, &refs)
+                    .await
+                    .map_err(|e| Error::pg(&ep, e))?;
+                rows.iter()
+                    .map(|r| {
+                        (0..columns.len())
+                            .map(|i| match r.get::<_, Option<&str>>(i) {
+                                None => Ok(Value::Null),
+                                Some(text) => crate::source::postgres::values::from_text(
+                                    oids[i],
+                                    text.as_bytes(),
+                                )
+                                .map_err(|reason| Error::Row {
+                                    table: format!("{}:{t}", t.endpoint),
+                                    key: String::new(),
+                                    reason,
+                                }),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            SourceReader::My(conn) => {
+                let q = crate::sink::mysql::quote_ident;
+                let mut params: Vec<mysql_async::Value> = Vec::new();
+                let mut conds = Vec::new();
+                if let Some(last) = &job.last_key {
+                    let cols: Vec<String> = key.iter().map(|k| q(k)).collect();
+                    conds.push(format!(
+                        "({}) > ({})",
+                        cols.join(", "),
+                        vec!["?"; cols.len()].join(", ")
+                    ));
+                    params.extend(last.iter().map(crate::sink::mysql::to_mysql));
+                }
+                if let Some(w) = &job.filter {
+                    conds.push(format!("({w})"));
+                }
+                let sql = format!(
+                    "SELECT {} FROM {}.{} {} ORDER BY {} LIMIT {limit}",
+                    columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "),
+                    q(&t.namespace),
+                    q(&t.table),
+                    if conds.is_empty() {
+                        String::new()
+                    } else {
+                        format!("WHERE {}", conds.join(" AND "))
+                    },
+                    key.iter().map(|k| q(k)).collect::<Vec<_>>().join(", "),
+                );
+                let ep = t.endpoint.clone();
+                let rows: Vec<mysql_async::Row> = conn
+                    .exec(sql, params)
+                    .await
+                    .map_err(|e| Error::mysql(&ep, e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let cols = row.columns();
+                        row.unwrap()
+                            .into_iter()
+                            .zip(cols.iter())
+                            .map(|(v, c)| crate::sink::mysql::from_mysql(v, c))
+                            .collect()
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The source columns a mapping reads, key first.
+fn source_columns(m: &Mapping) -> Vec<String> {
+    let mut cols: Vec<String> = m.key.clone();
+    let mut add = |c: &String| {
+        if !cols.contains(c) {
+            cols.push(c.clone());
+        }
+    };
+    for c in &m.columns {
+        add(&c.source);
+    }
+    for c in &m.computed {
+        if let crate::mapping::Computed::Concat { sources, .. } = &c.kind {
+            sources.iter().for_each(&mut add);
+        }
+    }
+    for f in &m.filters {
+        add(&f.column);
+    }
+    cols
+}
+
+impl Applier {
+    /// Copy the next chunk of the oldest unfinished resync of this flow, if any. Returns
+    /// whether there is more to do.
+    pub(super) async fn resync_step(&mut self, sink: &mut Sink) -> Result<bool> {
+        let Some(mut job) = self
+            .store
+            .resync_jobs()?
+            .into_iter()
+            .find(|j| j.flow == self.flow_name() && !j.done)
+        else {
+            return Ok(false);
+        };
+        let Some(mapping) = self
+            .mappings
+            .list
+            .iter()
+            .find(|m| m.name == job.mapping)
+            .cloned()
+        else {
+            tracing::warn!(flow = %self.flow_name(), mapping = %job.mapping, "resync dropped: the mapping is gone");
+            job.done = true;
+            self.store.put_resync(&job)?;
+            return Ok(true);
+        };
+        if self.reader.is_none() {
+            self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
+        }
+        let columns = source_columns(&mapping);
+        let schema = self
+            .resync_schema
+            .entry(mapping.name.clone())
+            .or_insert_with(|| {
+                Arc::new(TableSchema {
+                    namespace: mapping.source.namespace.clone(),
+                    name: mapping.source.table.clone(),
+                    columns: columns
+                        .iter()
+                        .map(|c| ColumnSchema {
+                            name: c.clone(),
+                            type_name: String::new(),
+                            key: mapping.key.contains(c),
+                        })
+                        .collect(),
+                })
+            })
+            .clone();
+        let reader = self.reader.as_mut().expect("connected");
+        if job.total.is_none() {
+            match reader.count(&mapping, &job).await {
+                Ok(n) => job.total = Some(n),
+                Err(e) => {
+                    self.reader = None;
+                    return Err(e);
+                }
+            }
+            tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.total, "resync started");
+        }
+        let reader = self.reader.as_mut().expect("connected");
+        let rows = match reader.chunk(&mapping, &columns, &job, CHUNK_ROWS).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // The reader reconnects with the next try.
+                self.reader = None;
+                return Err(e);
+            }
+        };
+        let started = std::time::Instant::now();
+        let n = rows.len();
+        let last_key = rows.last().map(|r| r[..mapping.key.len()].to_vec());
+        let changes: Vec<RowChange> = rows
+            .into_iter()
+            .map(|r| RowChange {
+                table: schema.clone(),
+                op: Op::Insert,
+                before: None,
+                after: Some(r.into_iter().map(Some).collect()),
+                invalid: Vec::new(),
+            })
+            .collect();
+        if !changes.is_empty() {
+            let txn = Transaction {
+                endpoint: mapping.source.endpoint.clone(),
+                position: self
+                    .checkpoint
+                    .clone()
+                    .unwrap_or(crate::position::Position::Lsn(0)),
+                commit_time_us: chrono::Utc::now().timestamp_micros(),
+                origin: None,
+                changes,
+                partial: false,
+            };
+            // Only mappings of this job's table and name: the others have their own resync.
+            self.resync_only = Some(mapping.name.clone());
+            let result = self.apply_txns(vec![txn], None, sink).await;
+            self.resync_only = None;
+            result?;
+        }
+        job.rows += n as u64;
+        job.last_key = last_key.or(job.last_key.take());
+        job.done = n < CHUNK_ROWS;
+        job.updated_us = chrono::Utc::now().timestamp_micros();
+        self.store.put_resync(&job)?;
+        // Durable with the chunk: a restart continues after it, not before.
+        self.store.flush()?;
+        metrics::counter!(crate::metrics::RESYNC_ROWS, "mapping" => job.mapping.clone())
+            .increment(n as u64);
+        tracing::debug!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.rows, chunk_ms = started.elapsed().as_millis() as u64, "resync chunk copied");
+        if job.done {
+            tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.rows, "resync finished");
+        }
+        Ok(true)
+    }
+}
