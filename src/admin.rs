@@ -70,6 +70,12 @@ pub enum Request {
         actor: String,
     },
     Audit,
+    /// Compare a mapping's two sides; with `repair`, fix what differs.
+    Verify {
+        mapping: String,
+        repair: bool,
+        actor: String,
+    },
     /// Copy a mapping's source rows to the target while streaming continues.
     Resync {
         mapping: String,
@@ -91,6 +97,7 @@ pub struct Admin {
     pub board: Option<crate::board::Board>,
     /// Flow names the mappings define.
     pub flows: Vec<String>,
+    pub config: Arc<crate::config::Config>,
 }
 
 impl Admin {
@@ -141,6 +148,11 @@ impl Admin {
                 self.set_checkpoint(&flow, position.as_deref(), dry_run, &actor)
                     .await
             }
+            Request::Verify {
+                mapping,
+                repair,
+                actor,
+            } => self.verify(&mapping, repair, &actor).await,
             Request::Resync {
                 mapping,
                 filter,
@@ -466,6 +478,54 @@ impl Admin {
             }
         }
         Ok(change)
+    }
+
+    async fn verify(&self, name: &str, repair: bool, actor: &str) -> Result<Json> {
+        let m = self
+            .hub
+            .mapping(name)
+            .ok_or_else(|| Error::Usage(format!("no mapping '{name}'")))?
+            .clone();
+        let flow = crate::pipeline::flow_name(&m.source.endpoint, &m.target.endpoint);
+        if repair {
+            // Checked first: a repair needs the flow, and verify alone can take a while.
+            self.board("verify --repair")?;
+        }
+        let drift = crate::verify::verify(&self.config, &m, &self.store).await?;
+        let mut report = drift.to_json(name);
+        if repair {
+            let mut source_keys = drift.missing.clone();
+            source_keys.extend(drift.differing.iter().cloned());
+            let ctl = self
+                .board("verify --repair")?
+                .control(&flow)
+                .ok_or_else(|| Error::Unreachable(format!("flow {flow} is not running")))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            ctl.send(crate::board::Control::Repair {
+                mapping: name.to_string(),
+                source_keys,
+                extra_keys: drift.extra.clone(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Unreachable(format!("flow {flow} is restarting; try again")))?;
+            let (written, deleted) = rx.await.map_err(|_| {
+                Error::Unreachable(format!("flow {flow} stopped during the repair"))
+            })??;
+            report["repaired"] = json!({"written": written, "deleted": deleted});
+            self.store.audit(AuditEntry::new(
+                actor,
+                "verify repair",
+                format!(
+                    "{name}: {} missing, {} differing, {} extra; {written} rows written, {deleted} deleted",
+                    drift.missing.len(),
+                    drift.differing.len(),
+                    drift.extra.len()
+                ),
+            ))?;
+            self.store.flush()?;
+        }
+        Ok(report)
     }
 
     async fn resync(

@@ -57,6 +57,14 @@ pub enum Control {
     },
     /// A resync job was stored for this flow.
     Resync,
+    /// Re-copy these source rows (keys) of a mapping and delete these target rows (keys):
+    /// what verify found drifted. Replies (rows written, rows deleted).
+    Repair {
+        mapping: String,
+        source_keys: Vec<Vec<crate::model::Value>>,
+        extra_keys: Vec<Vec<crate::model::Value>>,
+        reply: oneshot::Sender<crate::error::Result<(u64, u64)>>,
+    },
     /// Store this checkpoint (or none) and restart the session from it.
     SetCheckpoint {
         position: Option<Position>,

@@ -60,6 +60,17 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Compare a mapping's two sides by key ranges: missing, extra and differing keys.
+    /// `--repair` (daemon running) re-copies the drifted rows and deletes the extra ones.
+    Verify {
+        mapping: String,
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        yes: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Copy a mapping's source rows to the target while streaming continues (online, chunked
     /// by key, resumable); also the first load of a new mapping. Progress: `status`.
     Resync {
@@ -261,6 +272,52 @@ async fn dispatch(args: Args) -> Result<i32> {
             print_reply(output, &reply, print_status);
             Ok(0)
         }
+        Command::Verify {
+            mapping,
+            repair,
+            yes,
+            output,
+        } => {
+            if repair {
+                confirm(yes, false, "verify --repair writes to the target")?;
+            }
+            let req = crate::admin::Request::Verify {
+                mapping,
+                repair,
+                actor: actor(),
+            };
+            let reply = admin_request(&config, req).await?;
+            print_reply(output, &reply, |v| {
+                println!(
+                    "{}: {} source rows, {} target rows: {} missing, {} differing, {} extra{}",
+                    v["mapping"].as_str().unwrap_or_default(),
+                    v["source_rows"],
+                    v["target_rows"],
+                    v["missing"],
+                    v["differing"],
+                    v["extra"],
+                    if v["unmapped"].as_u64().unwrap_or(0) > 0 {
+                        format!(", {} rows the mapping cannot write", v["unmapped"])
+                    } else {
+                        String::new()
+                    }
+                );
+                for kind in ["missing", "differing", "extra"] {
+                    for k in v[format!("{kind}_keys")].as_array().into_iter().flatten() {
+                        println!("  {kind:<9} {}", k.as_str().unwrap_or_default());
+                    }
+                }
+                if let Some(r) = v.get("repaired") {
+                    println!(
+                        "repaired: {} rows written, {} deleted",
+                        r["written"], r["deleted"]
+                    );
+                }
+            });
+            // Drift found and not repaired: exit 1, for scripts.
+            let clean = reply["in_sync"].as_bool() == Some(true) || reply.get("repaired").is_some();
+            Ok(if clean { 0 } else { 1 })
+        }
         Command::Resync {
             mapping,
             filter,
@@ -330,6 +387,7 @@ async fn admin_request(config: &Config, req: crate::admin::Request) -> Result<se
         hub,
         board: None,
         flows,
+        config: std::sync::Arc::new(config.clone()),
     }
     .handle(req)
     .await;

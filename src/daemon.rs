@@ -115,6 +115,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         store: store.clone(),
         hub: hub.clone(),
         board: Some(health.board.clone()),
+        config: config.clone(),
         flows: mappings
             .flows()
             .iter()

@@ -18,6 +18,7 @@ pub mod position;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod verify;
 
 pub use config::Config;
 pub use error::{Error, ErrorClass, Result};

@@ -551,6 +551,23 @@ impl Applier {
                 self.resync_pending = true;
                 Ok(())
             }
+            Control::Repair {
+                mapping,
+                source_keys,
+                extra_keys,
+                reply,
+            } => {
+                let result = self.repair(&mapping, &source_keys, &extra_keys, sink).await;
+                let failed = result.as_ref().err().map(|e| Error::Protocol {
+                    endpoint: self.target.clone(),
+                    message: e.to_string(),
+                });
+                let _ = reply.send(result);
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
             Control::SetCheckpoint {
                 position,
                 actor,

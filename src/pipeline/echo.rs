@@ -33,7 +33,7 @@ pub(super) fn row_key(
 }
 
 /// Normalised text of a value for comparison across databases.
-pub(super) fn norm(v: &Value) -> String {
+pub(crate) fn norm(v: &Value) -> String {
     match v {
         Value::Null => "\u{0}".into(),
         Value::Bool(b) => (if *b { "1" } else { "0" }).into(),
@@ -48,7 +48,7 @@ pub(super) fn norm(v: &Value) -> String {
 }
 
 /// FNV-1a of one value's normalised text.
-pub(super) fn value_hash(v: &Value) -> u64 {
+pub(crate) fn value_hash(v: &Value) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in norm(v).bytes() {
         h ^= b as u64;

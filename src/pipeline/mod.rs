@@ -8,9 +8,9 @@
 
 mod apply;
 pub mod conflict;
-mod echo;
+pub(crate) mod echo;
 mod keys;
-mod resync;
+pub(crate) mod resync;
 mod waiting;
 
 use std::sync::Arc;

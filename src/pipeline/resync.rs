@@ -22,7 +22,7 @@ use mysql_async::prelude::Queryable;
 
 use super::apply::Applier;
 use crate::error::{Error, Result};
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, TableRef};
 use crate::model::{ColumnSchema, Op, RowChange, TableSchema, Transaction, Value};
 use crate::sink::Sink;
 use crate::store::ResyncJob;
@@ -31,7 +31,7 @@ use crate::store::ResyncJob;
 pub const CHUNK_ROWS: usize = 5_000;
 
 /// A plain (non-replication) connection to the flow's source, for chunk reads.
-pub(super) enum SourceReader {
+pub(crate) enum SourceReader {
     Pg(crate::source::postgres::PgConn),
     My(mysql_async::Conn),
 }
@@ -103,16 +103,19 @@ impl SourceReader {
         }
     }
 
-    /// The next rows of `job` after its last key, in key order: values in `columns` order.
-    async fn chunk(
+    /// The rows of `t` after `last_key` (or those whose key is one of `keys`), in key order:
+    /// values in `columns` order (the key columns first).
+    pub async fn chunk(
         &mut self,
-        mapping: &Mapping,
+        t: &TableRef,
+        key: &[String],
         columns: &[String],
-        job: &ResyncJob,
+        after: Option<&[Value]>,
+        keys: Option<&[Vec<Value>]>,
+        filter: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>> {
-        let t = &mapping.source;
-        let key: Vec<&String> = mapping.key.iter().collect();
+        let key: Vec<&String> = key.iter().collect();
         match self {
             SourceReader::Pg(conn) => {
                 let q = crate::source::postgres::quote_ident;
@@ -144,17 +147,41 @@ impl SourceReader {
                         })
                 };
                 let mut params: Vec<Option<String>> = Vec::new();
+                let mut arrays: Vec<Vec<Option<String>>> = Vec::new();
                 let mut conds = Vec::new();
-                if let Some(last) = &job.last_key {
+                let cols: Vec<String> = key.iter().map(|k| q(k)).collect();
+                if let Some(last) = after {
                     let mut casts = Vec::new();
                     for (k, v) in key.iter().zip(last) {
                         params.push(crate::mapping::convert::text_form(v));
                         casts.push(format!("${}::text::{}", params.len(), ty(k)?.0));
                     }
-                    let cols: Vec<String> = key.iter().map(|k| q(k)).collect();
                     conds.push(format!("({}) > ({})", cols.join(", "), casts.join(", ")));
                 }
-                if let Some(w) = &job.filter {
+                if let Some(keys) = keys {
+                    let mut casts = Vec::new();
+                    let first = params.len();
+                    for (n, k) in key.iter().enumerate() {
+                        arrays.push(
+                            keys.iter()
+                                .map(|row| crate::mapping::convert::text_form(&row[n]))
+                                .collect(),
+                        );
+                        casts.push(format!("u.k{n}::{}", ty(k)?.0));
+                    }
+                    let ps: Vec<String> = (0..key.len())
+                        .map(|n| format!("${}::text[]", first + n + 1))
+                        .collect();
+                    let aliases: Vec<String> = (0..key.len()).map(|n| format!("k{n}")).collect();
+                    conds.push(format!(
+                        "({}) IN (SELECT {} FROM unnest({}) AS u({}))",
+                        cols.join(", "),
+                        casts.join(", "),
+                        ps.join(", "),
+                        aliases.join(", ")
+                    ));
+                }
+                if let Some(w) = filter {
                     conds.push(format!("({w})"));
                 }
                 let sql = format!(
@@ -179,10 +206,15 @@ impl SourceReader {
                     .iter()
                     .map(|c| ty(c).map(|t| t.1))
                     .collect::<Result<_>>()?;
-                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                let mut refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
                     .iter()
                     .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
                     .collect();
+                refs.extend(
+                    arrays
+                        .iter()
+                        .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)),
+                );
                 let rows = conn
                     .client
                     .query(&sql, &refs)
@@ -211,16 +243,24 @@ impl SourceReader {
                 let q = crate::sink::mysql::quote_ident;
                 let mut params: Vec<mysql_async::Value> = Vec::new();
                 let mut conds = Vec::new();
-                if let Some(last) = &job.last_key {
-                    let cols: Vec<String> = key.iter().map(|k| q(k)).collect();
-                    conds.push(format!(
-                        "({}) > ({})",
-                        cols.join(", "),
-                        vec!["?"; cols.len()].join(", ")
-                    ));
+                let cols: Vec<String> = key.iter().map(|k| q(k)).collect();
+                let tuple = format!("({})", vec!["?"; cols.len()].join(", "));
+                if let Some(last) = after {
+                    conds.push(format!("({}) > {tuple}", cols.join(", ")));
                     params.extend(last.iter().map(crate::sink::mysql::to_mysql));
                 }
-                if let Some(w) = &job.filter {
+                if let Some(keys) = keys {
+                    conds.push(format!(
+                        "({}) IN ({})",
+                        cols.join(", "),
+                        vec![tuple.as_str(); keys.len().max(1)].join(", ")
+                    ));
+                    if keys.is_empty() {
+                        params.extend(key.iter().map(|_| mysql_async::Value::NULL));
+                    }
+                    params.extend(keys.iter().flatten().map(crate::sink::mysql::to_mysql));
+                }
+                if let Some(w) = filter {
                     conds.push(format!("({w})"));
                 }
                 let sql = format!(
@@ -257,7 +297,7 @@ impl SourceReader {
 }
 
 /// The source columns a mapping reads, key first.
-fn source_columns(m: &Mapping) -> Vec<String> {
+pub(crate) fn source_columns(m: &Mapping) -> Vec<String> {
     let mut cols: Vec<String> = m.key.clone();
     let mut add = |c: &String| {
         if !cols.contains(c) {
@@ -279,6 +319,127 @@ fn source_columns(m: &Mapping) -> Vec<String> {
 }
 
 impl Applier {
+    /// What `verify --repair` found drifted: re-read those source rows now (between batches,
+    /// as a resync chunk) and write them; delete the target rows the source has no row for.
+    pub(super) async fn repair(
+        &mut self,
+        name: &str,
+        source_keys: &[Vec<Value>],
+        extra_keys: &[Vec<Value>],
+        sink: &mut Sink,
+    ) -> Result<(u64, u64)> {
+        let mapping = self
+            .mappings
+            .list
+            .iter()
+            .find(|m| m.name == name)
+            .cloned()
+            .ok_or_else(|| Error::Usage(format!("no mapping '{name}'")))?;
+        if self.reader.is_none() {
+            self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
+        }
+        let columns = source_columns(&mapping);
+        let schema = self.chunk_schema(&mapping, &columns);
+        let mut written = 0u64;
+        for keys in source_keys.chunks(CHUNK_ROWS) {
+            let reader = self.reader.as_mut().expect("connected");
+            let rows = match reader
+                .chunk(
+                    &mapping.source,
+                    &mapping.key,
+                    &columns,
+                    None,
+                    Some(keys),
+                    None,
+                    keys.len(),
+                )
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    self.reader = None;
+                    return Err(e);
+                }
+            };
+            written += rows.len() as u64;
+            self.copy_rows(&mapping, &schema, rows, sink).await?;
+        }
+        let mut deleted = 0u64;
+        if !extra_keys.is_empty() {
+            let table = crate::mapping::BoundMapping::bind(mapping.clone(), schema.clone())?.target;
+            let ops: Vec<crate::mapping::TargetOp> = extra_keys
+                .iter()
+                .map(|k| crate::mapping::TargetOp::Delete {
+                    table: table.clone(),
+                    key: k.clone(),
+                })
+                .collect();
+            deleted = sink.apply(&ops).await?.rows as u64;
+        }
+        tracing::info!(flow = %self.flow_name(), mapping = %name, written, deleted, "repair applied");
+        Ok((written, deleted))
+    }
+
+    fn chunk_schema(&mut self, mapping: &Mapping, columns: &[String]) -> Arc<TableSchema> {
+        self.resync_schema
+            .entry(mapping.name.clone())
+            .or_insert_with(|| {
+                Arc::new(TableSchema {
+                    namespace: mapping.source.namespace.clone(),
+                    name: mapping.source.table.clone(),
+                    columns: columns
+                        .iter()
+                        .map(|c| ColumnSchema {
+                            name: c.clone(),
+                            type_name: String::new(),
+                            key: mapping.key.contains(c),
+                        })
+                        .collect(),
+                })
+            })
+            .clone()
+    }
+
+    /// Write source rows read now as inserts of one mapping, like a batch that moves no
+    /// checkpoint.
+    async fn copy_rows(
+        &mut self,
+        mapping: &Mapping,
+        schema: &Arc<TableSchema>,
+        rows: Vec<Vec<Value>>,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let changes: Vec<RowChange> = rows
+            .into_iter()
+            .map(|r| RowChange {
+                table: schema.clone(),
+                op: Op::Insert,
+                before: None,
+                after: Some(r.into_iter().map(Some).collect()),
+                invalid: Vec::new(),
+            })
+            .collect();
+        let txn = Transaction {
+            endpoint: mapping.source.endpoint.clone(),
+            position: self
+                .checkpoint
+                .clone()
+                .unwrap_or(crate::position::Position::Lsn(0)),
+            commit_time_us: chrono::Utc::now().timestamp_micros(),
+            origin: None,
+            changes,
+            partial: false,
+        };
+        // Only this mapping: the table's other mappings have their own resync.
+        self.resync_only = Some(mapping.name.clone());
+        let result = self.apply_txns(vec![txn], None, sink).await;
+        self.resync_only = None;
+        result
+    }
+
     /// Copy the next chunk of the oldest unfinished resync of this flow, if any. Returns
     /// whether there is more to do.
     pub(super) async fn resync_step(&mut self, sink: &mut Sink) -> Result<bool> {
@@ -306,24 +467,7 @@ impl Applier {
             self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
         }
         let columns = source_columns(&mapping);
-        let schema = self
-            .resync_schema
-            .entry(mapping.name.clone())
-            .or_insert_with(|| {
-                Arc::new(TableSchema {
-                    namespace: mapping.source.namespace.clone(),
-                    name: mapping.source.table.clone(),
-                    columns: columns
-                        .iter()
-                        .map(|c| ColumnSchema {
-                            name: c.clone(),
-                            type_name: String::new(),
-                            key: mapping.key.contains(c),
-                        })
-                        .collect(),
-                })
-            })
-            .clone();
+        let schema = self.chunk_schema(&mapping, &columns);
         let reader = self.reader.as_mut().expect("connected");
         if job.total.is_none() {
             match reader.count(&mapping, &job).await {
@@ -336,7 +480,18 @@ impl Applier {
             tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.total, "resync started");
         }
         let reader = self.reader.as_mut().expect("connected");
-        let rows = match reader.chunk(&mapping, &columns, &job, CHUNK_ROWS).await {
+        let rows = reader
+            .chunk(
+                &mapping.source,
+                &mapping.key,
+                &columns,
+                job.last_key.as_deref(),
+                None,
+                job.filter.as_deref(),
+                CHUNK_ROWS,
+            )
+            .await;
+        let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
                 // The reader reconnects with the next try.
@@ -347,34 +502,7 @@ impl Applier {
         let started = std::time::Instant::now();
         let n = rows.len();
         let last_key = rows.last().map(|r| r[..mapping.key.len()].to_vec());
-        let changes: Vec<RowChange> = rows
-            .into_iter()
-            .map(|r| RowChange {
-                table: schema.clone(),
-                op: Op::Insert,
-                before: None,
-                after: Some(r.into_iter().map(Some).collect()),
-                invalid: Vec::new(),
-            })
-            .collect();
-        if !changes.is_empty() {
-            let txn = Transaction {
-                endpoint: mapping.source.endpoint.clone(),
-                position: self
-                    .checkpoint
-                    .clone()
-                    .unwrap_or(crate::position::Position::Lsn(0)),
-                commit_time_us: chrono::Utc::now().timestamp_micros(),
-                origin: None,
-                changes,
-                partial: false,
-            };
-            // Only mappings of this job's table and name: the others have their own resync.
-            self.resync_only = Some(mapping.name.clone());
-            let result = self.apply_txns(vec![txn], None, sink).await;
-            self.resync_only = None;
-            result?;
-        }
+        self.copy_rows(&mapping, &schema, rows, sink).await?;
         job.rows += n as u64;
         job.last_key = last_key.or(job.last_key.take());
         job.done = n < CHUNK_ROWS;

@@ -212,3 +212,66 @@ async fn ops_commands_answer_running_and_stopped() {
     let replay = b.cli(&["dlq", "replay", "--all", "--yes"]);
     assert_eq!(replay.status.code(), Some(69), "a replay needs the daemon");
 }
+
+/// verify finds planted drift exactly (missing, differing and extra rows), `--repair` fixes it,
+/// and a verify of a stopped daemon's databases works read-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_planted_drift_and_repair_fixes_it() {
+    let mut b = Bridge::new("ops_verify", CRM, ERP, &[("items", MAPPING)]).await;
+    b.start_ready().await;
+    b.crm_exec("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g")
+        .await;
+    wait_erp_count(&b, 1000).await;
+    let clean = json(&b, &["verify", "items", "-o", "json"]);
+    assert_eq!(clean["in_sync"], true, "{clean}");
+    assert_eq!(
+        (clean["source_rows"].as_u64(), clean["target_rows"].as_u64()),
+        (Some(1000), Some(1000))
+    );
+
+    // Drift made behind rowbridge's back, on the ERP.
+    b.erp_exec("DELETE FROM items WHERE id IN (7, 70, 700)")
+        .await;
+    b.erp_exec("UPDATE items SET name = 'drifted' WHERE id IN (5, 500)")
+        .await;
+    b.erp_exec("INSERT INTO items VALUES (5001, 'stray'), (5002, NULL)")
+        .await;
+    let out = b.cli(&["verify", "items", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "drift found: exit 1");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys = |kind: &str| -> Vec<String> {
+        let mut v: Vec<String> = report[format!("{kind}_keys")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(keys("missing"), ["7", "70", "700"], "{report}");
+    assert_eq!(keys("differing"), ["5", "500"], "{report}");
+    assert_eq!(keys("extra"), ["5001", "5002"], "{report}");
+
+    let repaired = json(&b, &["verify", "items", "--repair", "--yes", "-o", "json"]);
+    assert_eq!(repaired["repaired"]["written"], 5, "{repaired}");
+    assert_eq!(repaired["repaired"]["deleted"], 2, "{repaired}");
+    let after = json(&b, &["verify", "items", "-o", "json"]);
+    assert_eq!(after["in_sync"], true, "{after}");
+    b.wait_equal(
+        "SELECT id::text, name FROM items ORDER BY items.id",
+        "SELECT id, name FROM items ORDER BY id",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Stopped: verify still reads both sides; a repair needs the daemon.
+    assert_eq!(b.stop(), Some(0));
+    b.erp_exec("DELETE FROM items WHERE id = 1").await;
+    let out = b.cli(&["verify", "items", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["missing"], 1, "{report}");
+    let repair = b.cli(&["verify", "items", "--repair", "--yes"]);
+    assert_eq!(repair.status.code(), Some(69));
+}
