@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::mapping::{BoundMapping, KeyLookup, Mapped, Mapping, TableRef, TargetOp};
 use crate::model::{ColumnSchema, Op, RowChange, TableSchema, Value};
 use crate::pipeline::echo::{norm, value_hash};
-use crate::pipeline::resync::{source_columns, SourceReader, CHUNK_ROWS};
+use crate::pipeline::resync::{source_columns, Read, SourceReader, CHUNK_ROWS};
 use crate::store::Store;
 
 /// Keys listed per kind in a report (the counts are always complete).
@@ -106,15 +106,15 @@ pub async fn verify(config: &Config, mapping: &Arc<Mapping>, store: &Store) -> R
     let mut after: Option<Vec<Value>> = None;
     loop {
         let rows = reader
-            .chunk(
-                &mapping.source,
-                &mapping.key,
-                &columns,
-                after.as_deref(),
-                None,
-                None,
-                CHUNK_ROWS,
-            )
+            .chunk(Read {
+                table: &mapping.source,
+                key: &mapping.key,
+                columns: &columns,
+                after: after.as_deref(),
+                keys: None,
+                filter: None,
+                limit: CHUNK_ROWS,
+            })
             .await?;
         let n = rows.len();
         after = rows.last().map(|r| r[..mapping.key.len()].to_vec());
@@ -176,15 +176,15 @@ pub async fn verify(config: &Config, mapping: &Arc<Mapping>, store: &Store) -> R
     let mut after: Option<Vec<Value>> = None;
     loop {
         let rows = reader
-            .chunk(
-                &tref,
-                &tkey,
-                &tcols,
-                after.as_deref(),
-                None,
-                None,
-                CHUNK_ROWS,
-            )
+            .chunk(Read {
+                table: &tref,
+                key: &tkey,
+                columns: &tcols,
+                after: after.as_deref(),
+                keys: None,
+                filter: None,
+                limit: CHUNK_ROWS,
+            })
             .await?;
         let n = rows.len();
         after = rows.last().map(|r| r[..tkey.len()].to_vec());

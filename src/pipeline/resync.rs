@@ -30,6 +30,18 @@ use crate::store::ResyncJob;
 /// Rows per chunk.
 pub const CHUNK_ROWS: usize = 5_000;
 
+/// One keyset read: the rows of `table` after `after` (or those whose key is in `keys`), in
+/// key order, at most `limit`, with the `columns` (key columns first).
+pub(crate) struct Read<'a> {
+    pub table: &'a TableRef,
+    pub key: &'a [String],
+    pub columns: &'a [String],
+    pub after: Option<&'a [Value]>,
+    pub keys: Option<&'a [Vec<Value>]>,
+    pub filter: Option<&'a str>,
+    pub limit: usize,
+}
+
 /// A plain (non-replication) connection to the flow's source, for chunk reads.
 pub(crate) enum SourceReader {
     Pg(crate::source::postgres::PgConn),
@@ -105,16 +117,16 @@ impl SourceReader {
 
     /// The rows of `t` after `last_key` (or those whose key is one of `keys`), in key order:
     /// values in `columns` order (the key columns first).
-    pub async fn chunk(
-        &mut self,
-        t: &TableRef,
-        key: &[String],
-        columns: &[String],
-        after: Option<&[Value]>,
-        keys: Option<&[Vec<Value>]>,
-        filter: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Vec<Value>>> {
+    pub async fn chunk(&mut self, read: Read<'_>) -> Result<Vec<Vec<Value>>> {
+        let Read {
+            table: t,
+            key,
+            columns,
+            after,
+            keys,
+            filter,
+            limit,
+        } = read;
         let key: Vec<&String> = key.iter().collect();
         match self {
             SourceReader::Pg(conn) => {
@@ -344,15 +356,15 @@ impl Applier {
         for keys in source_keys.chunks(CHUNK_ROWS) {
             let reader = self.reader.as_mut().expect("connected");
             let rows = match reader
-                .chunk(
-                    &mapping.source,
-                    &mapping.key,
-                    &columns,
-                    None,
-                    Some(keys),
-                    None,
-                    keys.len(),
-                )
+                .chunk(Read {
+                    table: &mapping.source,
+                    key: &mapping.key,
+                    columns: &columns,
+                    after: None,
+                    keys: Some(keys),
+                    filter: None,
+                    limit: keys.len(),
+                })
                 .await
             {
                 Ok(rows) => rows,
@@ -481,15 +493,15 @@ impl Applier {
         }
         let reader = self.reader.as_mut().expect("connected");
         let rows = reader
-            .chunk(
-                &mapping.source,
-                &mapping.key,
-                &columns,
-                job.last_key.as_deref(),
-                None,
-                job.filter.as_deref(),
-                CHUNK_ROWS,
-            )
+            .chunk(Read {
+                table: &mapping.source,
+                key: &mapping.key,
+                columns: &columns,
+                after: job.last_key.as_deref(),
+                keys: None,
+                filter: job.filter.as_deref(),
+                limit: CHUNK_ROWS,
+            })
             .await;
         let rows = match rows {
             Ok(rows) => rows,
