@@ -20,9 +20,9 @@ use serde_json::{json, Value as Json};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mapping::{BoundMapping, KeyLookup, Mapped, Mapping, TableRef, TargetOp};
-use crate::model::{ColumnSchema, Op, RowChange, TableSchema, Value};
+use crate::model::{Op, RowChange, Value};
 use crate::pipeline::echo::{norm, value_hash};
-use crate::pipeline::resync::{source_columns, Read, SourceReader, CHUNK_ROWS};
+use crate::pipeline::resync::{read_schema, source_columns, Read, SourceReader, CHUNK_ROWS};
 use crate::store::Store;
 
 /// Keys listed per kind in a report (the counts are always complete).
@@ -82,18 +82,7 @@ impl Drift {
 /// Compare one mapping's two sides.
 pub async fn verify(config: &Config, mapping: &Arc<Mapping>, store: &Store) -> Result<Drift> {
     let columns = source_columns(mapping);
-    let schema = Arc::new(TableSchema {
-        namespace: mapping.source.namespace.clone(),
-        name: mapping.source.table.clone(),
-        columns: columns
-            .iter()
-            .map(|c| ColumnSchema {
-                name: c.clone(),
-                type_name: String::new(),
-                key: mapping.key.contains(c),
-            })
-            .collect(),
-    });
+    let schema = Arc::new(read_schema(mapping, &columns));
     let bound = BoundMapping::bind(mapping.clone(), schema.clone())?;
     let target = bound.target.clone();
     let keys = StoreKeys(store);

@@ -196,23 +196,18 @@ impl SourceReader {
                 if let Some(w) = filter {
                     conds.push(format!("({w})"));
                 }
-                let sql = format!(
-                    "SELECT {} FROM {}.{} {} ORDER BY {} LIMIT {limit}",
-                    // Aliased: ORDER BY must see the table's columns, not these texts.
-                    columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| format!("{}::text AS rb_c{i}", q(c)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    q(&t.namespace),
-                    q(&t.table),
-                    if conds.is_empty() {
-                        String::new()
-                    } else {
-                        format!("WHERE {}", conds.join(" AND "))
-                    },
-                    key.iter().map(|k| q(k)).collect::<Vec<_>>().join(", "),
+                // Aliased: ORDER BY must see the table's columns, not these texts.
+                let texts: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{}::text AS rb_c{i}", q(c)))
+                    .collect();
+                let sql = select_sql(
+                    &texts.join(", "),
+                    &format!("{}.{}", q(&t.namespace), q(&t.table)),
+                    &conds,
+                    &cols.join(", "),
+                    limit,
                 );
                 let oids: Vec<u32> = columns
                     .iter()
@@ -275,17 +270,13 @@ impl SourceReader {
                 if let Some(w) = filter {
                     conds.push(format!("({w})"));
                 }
-                let sql = format!(
-                    "SELECT {} FROM {}.{} {} ORDER BY {} LIMIT {limit}",
-                    columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "),
-                    q(&t.namespace),
-                    q(&t.table),
-                    if conds.is_empty() {
-                        String::new()
-                    } else {
-                        format!("WHERE {}", conds.join(" AND "))
-                    },
-                    key.iter().map(|k| q(k)).collect::<Vec<_>>().join(", "),
+                let names: Vec<String> = columns.iter().map(|c| q(c)).collect();
+                let sql = select_sql(
+                    &names.join(", "),
+                    &format!("{}.{}", q(&t.namespace), q(&t.table)),
+                    &conds,
+                    &cols.join(", "),
+                    limit,
                 );
                 let ep = t.endpoint.clone();
                 let rows: Vec<mysql_async::Row> = conn
@@ -306,6 +297,32 @@ impl SourceReader {
             }
         }
     }
+}
+
+/// The shape of rows read with `columns` from a mapping's source table.
+pub(crate) fn read_schema(mapping: &Mapping, columns: &[String]) -> TableSchema {
+    TableSchema {
+        namespace: mapping.source.namespace.clone(),
+        name: mapping.source.table.clone(),
+        columns: columns
+            .iter()
+            .map(|c| ColumnSchema {
+                name: c.clone(),
+                type_name: String::new(),
+                key: mapping.key.contains(c),
+            })
+            .collect(),
+    }
+}
+
+/// `SELECT columns FROM table [WHERE conds] ORDER BY key LIMIT limit`.
+fn select_sql(columns: &str, table: &str, conds: &[String], order: &str, limit: usize) -> String {
+    let cond = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    format!("SELECT {columns} FROM {table}{cond} ORDER BY {order} LIMIT {limit}")
 }
 
 /// The source columns a mapping reads, key first.
@@ -395,20 +412,7 @@ impl Applier {
     fn chunk_schema(&mut self, mapping: &Mapping, columns: &[String]) -> Arc<TableSchema> {
         self.resync_schema
             .entry(mapping.name.clone())
-            .or_insert_with(|| {
-                Arc::new(TableSchema {
-                    namespace: mapping.source.namespace.clone(),
-                    name: mapping.source.table.clone(),
-                    columns: columns
-                        .iter()
-                        .map(|c| ColumnSchema {
-                            name: c.clone(),
-                            type_name: String::new(),
-                            key: mapping.key.contains(c),
-                        })
-                        .collect(),
-                })
-            })
+            .or_insert_with(|| Arc::new(read_schema(mapping, columns)))
             .clone()
     }
 
