@@ -31,3 +31,6 @@ mod ops;
 
 #[path = "scenarios/resync.rs"]
 mod resync;
+
+#[path = "scenarios/network.rs"]
+mod network;

@@ -24,6 +24,9 @@ pub struct Bridge {
     pub server_id: u32,
     child: Option<Child>,
     starts: usize,
+    /// Ports the daemon is told to use instead of the servers' own (a proxy in between).
+    pub crm_port: Option<u16>,
+    pub erp_port: Option<u16>,
 }
 
 /// Rows as text, NULL as None, for side-by-side comparison.
@@ -93,6 +96,8 @@ impl Bridge {
             slot,
             child: None,
             starts: 0,
+            crm_port: None,
+            erp_port: None,
         };
         bridge.write_config("");
         bridge
@@ -134,13 +139,13 @@ server_id = {server_id}
 "#,
             http = self.http_port,
             ph = p.host,
-            pp = p.port,
+            pp = self.crm_port.unwrap_or(p.port),
             pu = p.superuser,
             crm = self.crm,
             slot = self.slot,
             publication = self.publication,
             mh = m.host,
-            mp = m.port,
+            mp = self.erp_port.unwrap_or(m.port),
             mu = m.user,
             erp = self.erp,
             server_id = self.server_id,
