@@ -140,6 +140,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(flow = %flow.name, "starting flow");
         tasks.spawn(flow.run(shutdown.clone()));
     }
+    // SIGHUP: flows stopped by an endpoint error (credentials, privileges, a dropped slot)
+    // try again, reading the credential files anew.
+    {
+        let health = health.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = hup.recv() => {
+                        tracing::info!("reload requested (SIGHUP): stopped flows try again");
+                        health.reload.notify_waiters();
+                    }
+                }
+            }
+        });
+    }
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             tracing::error!(error = %e, "a flow stopped; the others keep running");
@@ -168,6 +189,12 @@ async fn preflight(config: &Config, mappings: &Mappings) -> Result<()> {
         }
         Err(e) if e.class() == ErrorClass::Transient => {
             tracing::warn!(error = %e, "cannot check databases at startup; flows will retry");
+            Ok(())
+        }
+        // Credentials or privileges: the daemon stays up (metrics, admin socket); the flows
+        // of that endpoint stop on the same error and resume after a reload (SIGHUP).
+        Err(e) if e.class() == ErrorClass::EndpointFatal => {
+            tracing::error!(error = %e, "cannot check databases at startup");
             Ok(())
         }
         Err(e) => Err(e),

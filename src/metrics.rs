@@ -159,6 +159,8 @@ pub struct Health {
     inner: Arc<HealthInner>,
     /// What each flow is doing (for `rowbridge status`) and how to reach it.
     pub board: crate::board::Board,
+    /// Notified on reload (SIGHUP): stopped flows try again.
+    pub reload: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]

@@ -110,9 +110,17 @@ impl Flow {
             metrics::counter!(m::ERRORS, "flow" => flow.clone(), "class" => err.class().as_str())
                 .increment(1);
             if matches!(err.class(), ErrorClass::EndpointFatal | ErrorClass::Config) {
-                tracing::error!(flow = %flow, class = err.class().as_str(), error = %err, "flow stopped");
+                // No retry loop against bad credentials or a missing slot: stopped until the
+                // operator fixes it and reloads (SIGHUP) or restarts the daemon.
+                tracing::error!(flow = %flow, class = err.class().as_str(), error = %err, "flow stopped; fix the cause, then reload (systemctl reload rowbridge) or restart");
                 board.flow_state(&flow, "stopped");
-                return Err(err);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(err),
+                    _ = self.health.reload.notified() => {}
+                }
+                tracing::info!(flow = %flow, "reload: trying the flow again");
+                policy.reset();
+                continue;
             }
             board.flow_state(&flow, "retrying");
             if started.elapsed() > HEALTHY_SESSION {

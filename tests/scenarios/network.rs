@@ -91,3 +91,76 @@ async fn network_cuts_to_each_database_lose_nothing() {
     }
     assert_eq!(b.stop(), Some(0));
 }
+
+async fn access_denied(b: &Bridge) -> u64 {
+    let rows = b
+        .erp_rows("SHOW GLOBAL STATUS LIKE 'Access_denied_errors'")
+        .await;
+    rows[0][1].as_deref().unwrap().parse().unwrap()
+}
+
+/// A wrong password stops the flow (metric and status say why) without hammering the server;
+/// after the credential is fixed, a reload (SIGHUP) resumes it and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_stops_the_flow_until_reload() {
+    let mut b = Bridge::new("net_auth", CRM, ERP, &[("items", ITEMS)]).await;
+    let good = std::fs::read_to_string(b.dir.join("erp.password")).unwrap();
+    std::fs::write(b.dir.join("erp.password"), "not-the-password\n").unwrap();
+    let denied_before = access_denied(&b).await;
+    b.start();
+    // The daemon stays up and says which flow stopped and why. (Ask only once its admin
+    // socket is there: a command that finds no daemon opens the store itself.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !b.dir.join("store.sock").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no admin socket\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        let out = b.cli(&["status", "-o", "json"]);
+        if out.status.success() {
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let f = &s["flows"][0];
+            if s["daemon"] == "running" && f["state"] == "stopped" {
+                assert_eq!(f["last_error"]["class"], "endpoint_fatal", "{s}");
+                assert!(
+                    f["last_error"]["message"].as_str().unwrap().contains("erp"),
+                    "the error names the endpoint: {s}"
+                );
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flow never stopped\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.metric("rowbridge_flow_up").await, Some(0.0));
+    b.crm_exec("INSERT INTO items SELECT g, 'while down ' || g FROM generate_series(1, 200) g")
+        .await;
+    // No retry storm: a few seconds later, still only the first attempts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let attempts = access_denied(&b).await - denied_before;
+    assert!(attempts <= 3, "{attempts} failed logins");
+    // (The good password is the user name here, so only the wrong one can be looked for.)
+    assert!(
+        !b.log().contains("not-the-password"),
+        "no password in the log"
+    );
+
+    std::fs::write(b.dir.join("erp.password"), good).unwrap();
+    b.signal(libc::SIGHUP);
+    b.wait_equal(
+        "SELECT id::text, name FROM items ORDER BY items.id",
+        "SELECT id, name FROM items ORDER BY id",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(b.metric("rowbridge_flow_up").await, Some(1.0));
+    assert_eq!(b.stop(), Some(0));
+}

@@ -193,6 +193,15 @@ server_id = {server_id}
         }
     }
 
+    /// Send a signal to the running daemon (SIGHUP: reload).
+    pub fn signal(&self, sig: i32) {
+        if let Some(child) = self.child.as_ref() {
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, sig);
+            }
+        }
+    }
+
     /// SIGTERM and wait for a clean exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
