@@ -164,3 +164,62 @@ async fn wrong_password_stops_the_flow_until_reload() {
     assert_eq!(b.metric("rowbridge_flow_up").await, Some(1.0));
     assert_eq!(b.stop(), Some(0));
 }
+
+/// Each database restarted (PostgreSQL cleanly, MariaDB by SIGKILL) while changes are in
+/// flight both ways: the flows reconnect by themselves and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_restarts_lose_nothing() {
+    use crate::support::{MariaServer, PgServer};
+    let pg: &'static PgServer = Box::leak(Box::new(PgServer::start_custom("pg_restart", &[])));
+    let my: &'static MariaServer =
+        Box::leak(Box::new(MariaServer::start_custom("mariadb_restart")));
+    let mut b = Bridge::with_servers(
+        pg,
+        my,
+        "db_restart",
+        CRM,
+        ERP,
+        &[("items", ITEMS), ("stock", STOCK)],
+    )
+    .await;
+    b.start_ready().await;
+    let stock = |from: u32, to: u32| {
+        format!(
+            "INSERT INTO stock SELECT CONCAT('sku-', seq), seq FROM seq_{from}_to_{to} \
+             ON DUPLICATE KEY UPDATE qty = VALUES(qty) + 1"
+        )
+    };
+
+    // In flight when PostgreSQL (the CRM: source of one flow, target of the other) goes down.
+    b.crm_exec("INSERT INTO items SELECT g, 'before pg' FROM generate_series(1, 2000) g")
+        .await;
+    b.erp_exec(&stock(1, 500)).await;
+    pg.restart();
+    b.crm_exec("INSERT INTO items SELECT g, 'after pg' FROM generate_series(2001, 3000) g")
+        .await;
+    b.erp_exec(&stock(400, 800)).await;
+
+    // In flight when MariaDB (the ERP) is killed.
+    b.crm_exec("UPDATE items SET name = 'before mariadb' WHERE id % 3 = 0")
+        .await;
+    b.erp_exec(&stock(700, 1000)).await;
+    my.crash_restart();
+    b.crm_exec("INSERT INTO items SELECT g, 'after mariadb' FROM generate_series(3001, 4000) g")
+        .await;
+    b.erp_exec(&stock(900, 1200)).await;
+
+    b.wait_equal(
+        "SELECT id::text, name FROM items ORDER BY items.id",
+        "SELECT id, name FROM items ORDER BY id",
+        Duration::from_secs(180),
+    )
+    .await;
+    b.wait_equal(
+        "SELECT sku, qty::text FROM stock ORDER BY sku COLLATE \"C\"",
+        "SELECT sku, qty FROM stock ORDER BY sku COLLATE utf8mb4_bin",
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(b.metric("rowbridge_retries_total").await.unwrap_or(0.0) >= 2.0);
+    assert_eq!(b.stop(), Some(0));
+}
