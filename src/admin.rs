@@ -80,6 +80,8 @@ pub enum Request {
     Resync {
         mapping: String,
         filter: Option<String>,
+        /// Only these source keys; a composite key's values joined by `|`.
+        keys: Vec<String>,
         /// Start over even if a resync of this mapping is unfinished.
         restart: bool,
         dry_run: bool,
@@ -156,11 +158,12 @@ impl Admin {
             Request::Resync {
                 mapping,
                 filter,
+                keys,
                 restart,
                 dry_run,
                 actor,
             } => {
-                self.resync(&mapping, filter, restart, dry_run, &actor)
+                self.resync(&mapping, filter, keys, restart, dry_run, &actor)
                     .await
             }
             Request::Audit => Ok(Json::Array(
@@ -532,6 +535,7 @@ impl Admin {
         &self,
         mapping: &str,
         filter: Option<String>,
+        keys: Vec<String>,
         restart: bool,
         dry_run: bool,
         actor: &str,
@@ -556,10 +560,33 @@ impl Admin {
                 )));
             }
         }
+        let keys = match keys.is_empty() {
+            true => None,
+            false => {
+                let mut parsed = Vec::new();
+                for k in &keys {
+                    let parts: Vec<crate::model::Value> = k
+                        .split('|')
+                        .map(|p| crate::model::Value::Text(p.to_string()))
+                        .collect();
+                    if parts.len() != m.key.len() {
+                        return Err(Error::Usage(format!(
+                            "key '{k}' has {} values; {mapping}'s key ({}) has {} (join them with |)",
+                            parts.len(),
+                            m.key.join(", "),
+                            m.key.len()
+                        )));
+                    }
+                    parsed.push(parts);
+                }
+                Some(parsed)
+            }
+        };
         let now = chrono::Utc::now().timestamp_micros();
         let job = crate::store::ResyncJob {
             mapping: mapping.to_string(),
             flow: flow.clone(),
+            keys,
             filter,
             last_key: None,
             rows: 0,
@@ -569,7 +596,7 @@ impl Admin {
             done: false,
             actor: actor.to_string(),
         };
-        let view = json!({"mapping": mapping, "flow": flow, "where": job.filter});
+        let view = json!({"mapping": mapping, "flow": flow, "where": job.filter, "keys": job.keys.as_ref().map(Vec::len)});
         if dry_run {
             return Ok(json!({"dry_run": true, "resync": view}));
         }

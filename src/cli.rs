@@ -78,6 +78,9 @@ pub enum Command {
         /// Only source rows matching this SQL condition.
         #[arg(long = "where")]
         filter: Option<String>,
+        /// Only these source keys, comma-separated (a composite key's values joined by `|`).
+        #[arg(long, value_delimiter = ',')]
+        keys: Vec<String>,
         /// Start over even if a resync of this mapping is unfinished.
         #[arg(long)]
         restart: bool,
@@ -321,6 +324,7 @@ async fn dispatch(args: Args) -> Result<i32> {
         Command::Resync {
             mapping,
             filter,
+            keys,
             restart,
             yes,
             dry_run,
@@ -330,6 +334,7 @@ async fn dispatch(args: Args) -> Result<i32> {
             let req = crate::admin::Request::Resync {
                 mapping,
                 filter,
+                keys,
                 restart,
                 dry_run,
                 actor: actor(),

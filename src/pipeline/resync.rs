@@ -484,6 +484,41 @@ impl Applier {
         }
         let columns = source_columns(&mapping);
         let schema = self.chunk_schema(&mapping, &columns);
+        if let Some(keys) = job.keys.clone() {
+            // Only the keys asked for, a chunk of them at a time; `rows` counts keys done.
+            let start = job.rows as usize;
+            let end = (start + CHUNK_ROWS).min(keys.len());
+            job.total = Some(keys.len() as u64);
+            let reader = self.reader.as_mut().expect("connected");
+            let rows = match reader
+                .chunk(Read {
+                    table: &mapping.source,
+                    key: &mapping.key,
+                    columns: &columns,
+                    after: None,
+                    keys: Some(&keys[start..end]),
+                    filter: job.filter.as_deref(),
+                    limit: end - start,
+                })
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    self.reader = None;
+                    return Err(e);
+                }
+            };
+            self.copy_rows(&mapping, &schema, rows, sink).await?;
+            job.rows = end as u64;
+            job.done = end >= keys.len();
+            job.updated_us = chrono::Utc::now().timestamp_micros();
+            self.store.put_resync(&job)?;
+            self.store.flush()?;
+            if job.done {
+                tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, keys = keys.len(), "resync of keys finished");
+            }
+            return Ok(true);
+        }
         let reader = self.reader.as_mut().expect("connected");
         if job.total.is_none() {
             match reader.count(&mapping, &job).await {

@@ -163,6 +163,8 @@ pub struct ResyncJob {
     pub flow: String,
     /// Extra SQL condition on the source rows (`--where`).
     pub filter: Option<String>,
+    /// Only these source keys (`--keys`), copied in this order; `rows` counts how many are done.
+    pub keys: Option<Vec<Vec<crate::model::Value>>>,
     /// Key of the last row copied (`None`: not started).
     pub last_key: Option<Vec<crate::model::Value>>,
     pub rows: u64,

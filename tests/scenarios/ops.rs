@@ -275,3 +275,51 @@ async fn verify_finds_planted_drift_and_repair_fixes_it() {
     let repair = b.cli(&["verify", "items", "--repair", "--yes"]);
     assert_eq!(repair.status.code(), Some(69));
 }
+
+/// `resync --keys` copies just those rows again; `--where` just the matching ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_of_chosen_keys_and_rows() {
+    let mut b = Bridge::new("ops_resync_keys", CRM, ERP, &[("items", MAPPING)]).await;
+    b.start_ready().await;
+    b.crm_exec("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 100) g")
+        .await;
+    wait_erp_count(&b, 100).await;
+    b.erp_exec("DELETE FROM items WHERE id IN (3, 4, 50, 60)")
+        .await;
+    let bad = b.cli(&["resync", "items", "--keys", "3|1", "--yes"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a key with too many values is refused"
+    );
+    let out = b.cli(&["resync", "items", "--keys", "3,4", "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_erp_count(&b, 98).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while json(&b, &["status", "-o", "json"])["flows"][0]["resync"][0]["done"] != true {
+        assert!(Instant::now() < deadline, "the keys resync never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = b.cli(&["resync", "items", "--where", "id >= 50", "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_erp_count(&b, 100).await;
+    let audit = json(&b, &["audit", "-o", "json"]);
+    assert_eq!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["action"] == "resync")
+            .count(),
+        2
+    );
+    b.stop();
+}
