@@ -348,6 +348,20 @@ pub(crate) fn source_columns(m: &Mapping) -> Vec<String> {
 }
 
 impl Applier {
+    /// Read from this flow's source (connecting first if needed; a failed read drops the
+    /// connection, so the next one reconnects).
+    async fn read_source(&mut self, read: Read<'_>) -> Result<Vec<Vec<Value>>> {
+        if self.reader.is_none() {
+            self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
+        }
+        let reader = self.reader.as_mut().expect("connected");
+        let rows = reader.chunk(read).await;
+        if rows.is_err() {
+            self.reader = None;
+        }
+        rows
+    }
+
     /// What `verify --repair` found drifted: re-read those source rows now (between batches,
     /// as a resync chunk) and write them; delete the target rows the source has no row for.
     pub(super) async fn repair(
@@ -364,16 +378,12 @@ impl Applier {
             .find(|m| m.name == name)
             .cloned()
             .ok_or_else(|| Error::Usage(format!("no mapping '{name}'")))?;
-        if self.reader.is_none() {
-            self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
-        }
         let columns = source_columns(&mapping);
         let schema = self.chunk_schema(&mapping, &columns);
         let mut written = 0u64;
         for keys in source_keys.chunks(CHUNK_ROWS) {
-            let reader = self.reader.as_mut().expect("connected");
-            let rows = match reader
-                .chunk(Read {
+            let rows = self
+                .read_source(Read {
                     table: &mapping.source,
                     key: &mapping.key,
                     columns: &columns,
@@ -382,14 +392,7 @@ impl Applier {
                     filter: None,
                     limit: keys.len(),
                 })
-                .await
-            {
-                Ok(rows) => rows,
-                Err(e) => {
-                    self.reader = None;
-                    return Err(e);
-                }
-            };
+                .await?;
             written += rows.len() as u64;
             self.copy_rows(&mapping, &schema, rows, sink).await?;
         }
@@ -479,9 +482,6 @@ impl Applier {
             self.store.put_resync(&job)?;
             return Ok(true);
         };
-        if self.reader.is_none() {
-            self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
-        }
         let columns = source_columns(&mapping);
         let schema = self.chunk_schema(&mapping, &columns);
         if let Some(keys) = job.keys.clone() {
@@ -489,9 +489,8 @@ impl Applier {
             let start = job.rows as usize;
             let end = (start + CHUNK_ROWS).min(keys.len());
             job.total = Some(keys.len() as u64);
-            let reader = self.reader.as_mut().expect("connected");
-            let rows = match reader
-                .chunk(Read {
+            let rows = self
+                .read_source(Read {
                     table: &mapping.source,
                     key: &mapping.key,
                     columns: &columns,
@@ -500,14 +499,7 @@ impl Applier {
                     filter: job.filter.as_deref(),
                     limit: end - start,
                 })
-                .await
-            {
-                Ok(rows) => rows,
-                Err(e) => {
-                    self.reader = None;
-                    return Err(e);
-                }
-            };
+                .await?;
             self.copy_rows(&mapping, &schema, rows, sink).await?;
             job.rows = end as u64;
             job.done = end >= keys.len();
@@ -519,8 +511,11 @@ impl Applier {
             }
             return Ok(true);
         }
-        let reader = self.reader.as_mut().expect("connected");
         if job.total.is_none() {
+            if self.reader.is_none() {
+                self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
+            }
+            let reader = self.reader.as_mut().expect("connected");
             match reader.count(&mapping, &job).await {
                 Ok(n) => job.total = Some(n),
                 Err(e) => {
@@ -530,9 +525,8 @@ impl Applier {
             }
             tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.total, "resync started");
         }
-        let reader = self.reader.as_mut().expect("connected");
-        let rows = reader
-            .chunk(Read {
+        let rows = self
+            .read_source(Read {
                 table: &mapping.source,
                 key: &mapping.key,
                 columns: &columns,
@@ -541,15 +535,7 @@ impl Applier {
                 filter: job.filter.as_deref(),
                 limit: CHUNK_ROWS,
             })
-            .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                // The reader reconnects with the next try.
-                self.reader = None;
-                return Err(e);
-            }
-        };
+            .await?;
         let started = std::time::Instant::now();
         let n = rows.len();
         let last_key = rows.last().map(|r| r[..mapping.key.len()].to_vec());
