@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
@@ -199,6 +199,13 @@ impl Admin {
                 let mut c = self.find(id)?;
                 if matches!(c.state, ConflictState::Resolved { .. }) {
                     return Err(Error::Usage(format!("conflict {id} is already resolved")));
+                }
+                if c.a.until.is_some() || c.b.until.is_some() {
+                    // The other side's stream still carries changes of the row that belong to
+                    // this conflict; deciding now could be overtaken by them.
+                    return Err(Error::Usage(format!(
+                        "conflict {id} is still collecting the versions of both sides; try again shortly"
+                    )));
                 }
                 let choice = match take.as_str() {
                     "merged" => Choice::Merged { prefer },
@@ -725,8 +732,15 @@ pub async fn serve(path: &Path, admin: Admin, shutdown: CancellationToken) -> Re
 
 async fn answer(stream: UnixStream, admin: &Admin) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
+    // One request line, bounded in size and time: a stuck or oversized client is dropped.
     let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
+    let mut reader = BufReader::new(read.take(1 << 20));
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        reader.read_line(&mut line),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "admin request timed out"))??;
     let reply = match serde_json::from_str::<Request>(&line) {
         Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
         Ok(req) => match admin.handle(req).await {

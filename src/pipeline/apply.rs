@@ -118,6 +118,10 @@ impl Applier {
         let owed = self.hub.waker(&self.target);
         if self.guarded {
             self.skip_committed(sink).await?;
+            // What this flow has read, for conflicts waiting on this side's stream.
+            if let Some(c) = &self.checkpoint {
+                self.hub.read_up_to(&self.source, c);
+            }
             // Writes owed from before a restart.
             owed.notify_one();
         }
@@ -577,6 +581,15 @@ impl Applier {
                     .store
                     .reset_checkpoint(&self.flow, position.as_ref(), &actor)
                     .and_then(|()| self.store.flush());
+                // A flow with conflicts skips what its target's progress record says was
+                // committed: the record follows the operator's position, or it would undo it.
+                let result = match (result, self.guarded) {
+                    (Ok(()), true) => {
+                        let arg = position.as_ref().map(|p| p.to_arg()).unwrap_or_default();
+                        sink.write_progress(&self.flow, &arg).await
+                    }
+                    (r, _) => r,
+                };
                 let ok = result.is_ok();
                 let _ = reply.send(result);
                 if ok {

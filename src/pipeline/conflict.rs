@@ -100,7 +100,7 @@ impl Hub {
         self.waker(endpoint).notify_one();
     }
 
-    fn read_up_to(&self, source: &str, pos: &Position) {
+    pub(super) fn read_up_to(&self, source: &str, pos: &Position) {
         let mut r = self.read.lock().unwrap_or_else(|e| e.into_inner());
         r.insert(source.to_string(), pos.clone());
     }

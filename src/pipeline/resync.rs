@@ -325,6 +325,13 @@ fn select_sql(columns: &str, table: &str, conds: &[String], order: &str, limit: 
     format!("SELECT {columns} FROM {table}{cond} ORDER BY {order} LIMIT {limit}")
 }
 
+fn key_text(key: &[Value]) -> String {
+    key.iter()
+        .map(super::echo::norm)
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
 /// The source columns a mapping reads, key first.
 pub(crate) fn source_columns(m: &Mapping) -> Vec<String> {
     let mut cols: Vec<String> = m.key.clone();
@@ -396,6 +403,30 @@ impl Applier {
             written += rows.len() as u64;
             self.copy_rows(&mapping, &schema, rows, sink).await?;
         }
+        // A row verify saw only on the target may have been inserted on the source since (and
+        // streamed already): delete only keys the source still lacks.
+        let mut absent = Vec::new();
+        for keys in extra_keys.chunks(CHUNK_ROWS) {
+            let found = self
+                .read_source(Read {
+                    table: &mapping.source,
+                    key: &mapping.key,
+                    columns: &mapping.key,
+                    after: None,
+                    keys: Some(keys),
+                    filter: None,
+                    limit: keys.len(),
+                })
+                .await?;
+            let found: std::collections::HashSet<String> =
+                found.iter().map(|r| key_text(r)).collect();
+            absent.extend(
+                keys.iter()
+                    .filter(|k| !found.contains(&key_text(k)))
+                    .cloned(),
+            );
+        }
+        let extra_keys = &absent[..];
         let mut deleted = 0u64;
         if !extra_keys.is_empty() {
             let table = crate::mapping::BoundMapping::bind(mapping.clone(), schema.clone())?.target;
