@@ -619,7 +619,20 @@ impl Applier {
                 } else {
                     &mut c.b
                 };
-                v.row = incoming;
+                // A column the source did not send (an unchanged TOAST value) keeps this
+                // side's previous value, not the other side's.
+                v.row = match &ops[i] {
+                    TargetOp::Upsert { row, .. } => Some(
+                        row.iter()
+                            .enumerate()
+                            .map(|(f, x)| match x {
+                                Some(x) => x.clone(),
+                                None => v.row.as_ref().map(|r| r[f].clone()).unwrap_or(Value::Null),
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
+                };
                 v.commit_us = Some(txn.commit_time_us);
                 if v.until.as_ref().is_some_and(|u| txn.position.reached(u)) {
                     v.until = None;
