@@ -132,24 +132,12 @@ impl SourceReader {
             SourceReader::Pg(conn) => {
                 let q = crate::source::postgres::quote_ident;
                 let ep = conn.endpoint.clone();
-                let types = conn
-                    .client
-                    .query(
-                        "SELECT a.attname::text, format_type(a.atttypid, NULL), \
-                                CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END \
-                         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-                         JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         JOIN pg_type ty ON ty.oid = a.atttypid \
-                         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-                        &[&t.namespace, &t.table],
-                    )
-                    .await
-                    .map_err(|e| Error::pg(&ep, e))?;
+                let types =
+                    crate::sink::postgres::column_types(conn, &t.namespace, &t.table).await?;
                 let ty = |c: &str| {
                     types
-                        .iter()
-                        .find(|r| r.get::<_, String>(0) == c)
-                        .map(|r| (r.get::<_, String>(1), r.get::<_, u32>(2)))
+                        .get(c)
+                        .map(|ct| (ct.base.clone(), ct.oid))
                         .ok_or_else(|| {
                             Error::setup(
                                 &ep,

@@ -369,35 +369,7 @@ impl PgSink {
         if self.types.contains_key(&key) {
             return Ok(());
         }
-        let rows = self
-            .conn
-            .client
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, NULL), \
-                        CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 \
-                             THEN (a.atttypmod - 4) & 65535 END, \
-                        CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END \
-                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 JOIN pg_type ty ON ty.oid = a.atttypid \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&t.namespace, &t.name],
-            )
-            .await
-            .map_err(|e| Error::pg(&self.endpoint, e))?;
-        let map: HashMap<String, ColumnType> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    ColumnType {
-                        base: r.get(1),
-                        numeric_scale: r.get(2),
-                        oid: r.get(3),
-                    },
-                )
-            })
-            .collect();
+        let map = column_types(&self.conn, &t.namespace, &t.name).await?;
         for c in &t.columns {
             if !map.contains_key(c) {
                 return Err(Error::setup(
@@ -410,6 +382,43 @@ impl PgSink {
         self.types.insert(key, Arc::new(map));
         Ok(())
     }
+}
+
+/// The columns of a table: base type (for casts), numeric scale and type OID (to read values
+/// as the pgoutput decoder does). Shared by the sink and the resync/verify reader.
+pub(crate) async fn column_types(
+    conn: &PgConn,
+    namespace: &str,
+    table: &str,
+) -> Result<HashMap<String, ColumnType>> {
+    let rows = conn
+        .client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, NULL), \
+                    CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 \
+                         THEN (a.atttypmod - 4) & 65535 END, \
+                    CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_type ty ON ty.oid = a.atttypid \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&namespace, &table],
+        )
+        .await
+        .map_err(|e| Error::pg(&conn.endpoint, e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                ColumnType {
+                    base: r.get(1),
+                    numeric_scale: r.get(2),
+                    oid: r.get(3),
+                },
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
