@@ -79,17 +79,32 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    Error::StoreLocked(path.display().to_string())
+        // sled closes its files from background I/O threads, so a store dropped a moment ago
+        // in this process can still hold the lock briefly: wait a bounded time before calling
+        // the store locked (another process holding it keeps it far longer).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(Some(200))
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Error::StoreLocked(path.display().to_string()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                other => Error::Store(format!("cannot open {}: {other}", path.display())),
-            })?;
+                Err(other) => {
+                    return Err(Error::Store(format!(
+                        "cannot open {}: {other}",
+                        path.display()
+                    )))
+                }
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         Ok(Store {
             checkpoints: tree(CHECKPOINTS)?,
