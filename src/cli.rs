@@ -51,7 +51,12 @@ pub enum Command {
     /// Run the daemon.
     Run,
     /// Validate the config, the mapping files and the live databases; exit 78 on problems.
+    /// A database that cannot be reached (or refuses the login) fails the check with exit 1.
     Check {
+        /// Databases that cannot be reached or refuse the login are warnings, not failures
+        /// (the daemon starts anyway and retries them): for ExecStartPre and ExecReload.
+        #[arg(long)]
+        if_reachable: bool,
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -238,6 +243,7 @@ fn init_logging(format: LogFormat) {
 /// Run a command; returns the process exit code.
 pub fn main(args: Args) -> i32 {
     init_logging(args.log_format);
+    crate::tls::install_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -267,7 +273,10 @@ async fn dispatch(args: Args) -> Result<i32> {
             crate::daemon::run(config, shutdown).await?;
             Ok(0)
         }
-        Command::Check { output } => check(&config, output).await,
+        Command::Check {
+            output,
+            if_reachable,
+        } => check(&config, output, if_reachable).await,
         Command::Checkpoint { action } => checkpoint(&config, action).await,
         Command::Dlq { action } => dlq(&config, action).await,
         Command::Status { output } => {
@@ -703,13 +712,23 @@ async fn checkpoint(config: &Config, action: CheckpointAction) -> Result<i32> {
     Ok(0)
 }
 
-async fn check(config: &Config, output: Output) -> Result<i32> {
-    let findings = crate::daemon::check(config).await?;
-    let errors: Vec<String> = findings.errors.iter().map(|e| e.to_string()).collect();
+async fn check(config: &Config, output: Output, if_reachable: bool) -> Result<i32> {
+    let mut findings = crate::daemon::check(config).await?;
+    let mut errors: Vec<String> = findings.errors.iter().map(|e| e.to_string()).collect();
+    let unreachable: Vec<String> = findings.unreachable.iter().map(|e| e.to_string()).collect();
+    if if_reachable {
+        findings.warnings.extend(
+            unreachable
+                .iter()
+                .map(|e| format!("{e} (not checked; the daemon retries it)")),
+        );
+    } else {
+        errors.extend(unreachable.iter().cloned());
+    }
     match output {
         Output::Json => println!(
             "{}",
-            serde_json::json!({"ok": errors.is_empty(), "errors": errors, "warnings": findings.warnings})
+            serde_json::json!({"ok": errors.is_empty(), "errors": errors, "warnings": findings.warnings, "unreachable": unreachable})
         ),
         Output::Table => {
             for w in &findings.warnings {
@@ -729,7 +748,13 @@ async fn check(config: &Config, output: Output) -> Result<i32> {
         for e in &errors {
             eprintln!("rowbridge: {e}");
         }
-        Ok(Error::Invalid(String::new()).exit_code())
+        // Configuration, mapping or schema problems: 78 (not retried by systemd); only
+        // unreachable databases: 1.
+        if findings.errors.is_empty() {
+            Ok(1)
+        } else {
+            Ok(Error::Invalid(String::new()).exit_code())
+        }
     }
 }
 

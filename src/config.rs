@@ -146,7 +146,8 @@ impl EndpointKind {
 }
 
 /// One database. The password comes from `password_file`, else from
-/// `$CREDENTIALS_DIRECTORY/<endpoint>` (systemd LoadCredential), else from `password_env`.
+/// `$CREDENTIALS_DIRECTORY/<endpoint>` (systemd LoadCredential); never from the config file
+/// itself or the environment (both are too easy to leak: `ps e`, `/proc/*/environ`, backups).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
@@ -160,8 +161,9 @@ pub struct EndpointConfig {
     pub database: String,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// TLS to the server; off unless configured.
     #[serde(default)]
-    pub password_env: Option<String>,
+    pub tls: TlsConfig,
     /// postgres: logical replication slot rowbridge owns (created when missing).
     #[serde(default)]
     pub slot: Option<String>,
@@ -188,6 +190,39 @@ impl EndpointConfig {
     }
     pub fn server_id(&self) -> u32 {
         self.server_id.unwrap_or(DEFAULT_SERVER_ID)
+    }
+}
+
+/// TLS settings of an endpoint (`[endpoints.NAME.tls]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM file of the certificate authorities to trust (required by verify-ca and
+    /// verify-full; the system's roots are never used implicitly).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `disable`: plain TCP. `verify-ca`: encrypted, the server's certificate must chain to
+/// `ca_file`. `verify-full`: that, and the certificate must name `host`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    #[default]
+    Disable,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl TlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
     }
 }
 
@@ -258,6 +293,11 @@ impl Config {
             path: path.to_path_buf(),
             message,
         })?;
+        for (name, ep) in &config.endpoints {
+            if let Some(ca) = &ep.tls.ca_file {
+                crate::tls::read_ca_file(name, ca)?;
+            }
+        }
         Ok(config)
     }
 
@@ -274,6 +314,9 @@ impl Config {
         }
         for ep in self.endpoints.values_mut() {
             if let Some(f) = ep.password_file.as_mut() {
+                join(f);
+            }
+            if let Some(f) = ep.tls.ca_file.as_mut() {
                 join(f);
             }
         }
@@ -320,7 +363,8 @@ impl Config {
         Ok(())
     }
 
-    /// The password for an endpoint, from its file, the systemd credentials folder or a variable.
+    /// The password for an endpoint, from its file or the systemd credentials folder; empty
+    /// when neither exists (trust or peer authentication).
     pub fn password(&self, endpoint: &str) -> Result<Secret> {
         let ep = self
             .endpoints
@@ -346,16 +390,6 @@ impl Config {
             if file.exists() {
                 return read(&file);
             }
-        }
-        if let Some(var) = &conn.password_env {
-            return std::env::var(var)
-                .map(Secret::new)
-                .map_err(|_| Error::ConfigFile {
-                    path: PathBuf::from("config"),
-                    message: format!(
-                        "endpoints.{endpoint}.password_env: variable {var} is not set"
-                    ),
-                });
         }
         Ok(Secret::default())
     }
@@ -395,6 +429,20 @@ fn validate_endpoint(name: &str, ep: &EndpointConfig) -> std::result::Result<(),
     }
     if ep.server_id() == 0 {
         return Err(format!("endpoints.{name}.server_id: must not be 0"));
+    }
+    match (ep.tls.mode, &ep.tls.ca_file) {
+        (TlsMode::Disable, Some(_)) => {
+            return Err(format!(
+                "endpoints.{name}.tls.ca_file: set, but tls.mode is disable (use verify-full)"
+            ))
+        }
+        (TlsMode::VerifyCa | TlsMode::VerifyFull, None) => {
+            return Err(format!(
+                "endpoints.{name}.tls.ca_file: required by tls.mode = \"{}\"",
+                ep.tls.mode.as_str()
+            ))
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -473,6 +521,43 @@ database = "erp"
     fn secret_never_prints() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "<redacted>");
+    }
+
+    #[test]
+    fn tls_needs_a_ca_file_and_resolves_it() {
+        let text = SAMPLE.replace(
+            "port = 3307",
+            "port = 3307\ntls = { mode = \"verify-full\" }",
+        );
+        let c: Config = toml::from_str(&text).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "endpoints.erp.tls.ca_file: required by tls.mode = \"verify-full\""
+        );
+        let text = SAMPLE.replace(
+            "port = 3307",
+            "port = 3307\ntls = { mode = \"verify-full\", ca_file = \"ca.pem\" }",
+        );
+        let mut c: Config = toml::from_str(&text).unwrap();
+        c.resolve_paths(Path::new("/etc/rowbridge"));
+        c.validate().unwrap();
+        assert_eq!(
+            c.endpoints["erp"].tls.ca_file.as_deref(),
+            Some(Path::new("/etc/rowbridge/ca.pem"))
+        );
+        let bad = SAMPLE.replace("port = 3307", "port = 3307\ntls = { mode = \"require\" }");
+        let err = toml::from_str::<Config>(&bad).unwrap_err();
+        assert!(
+            format_toml_error(&bad, &err).contains("verify-full"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn password_env_is_gone() {
+        let text = SAMPLE.replace("port = 3307", "port = 3307\npassword_env = \"PW\"");
+        let err = toml::from_str::<Config>(&text).unwrap_err();
+        assert!(err.message().contains("password_env"), "{err}");
     }
 
     #[test]

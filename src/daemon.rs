@@ -39,13 +39,21 @@ pub fn load(config: &Config) -> Result<Mappings> {
     Ok(mappings)
 }
 
-/// Compare settings and mappings with the live databases. Connection failures are returned as
-/// errors of their own class; mismatches are collected in the findings.
+/// Compare settings and mappings with the live databases. An endpoint that cannot be reached
+/// (or refuses the login) goes to `unreachable` and the mappings touching it are not compared;
+/// mismatches are collected in the findings.
 pub async fn check_live(config: &Config, mappings: &Mappings) -> Result<Findings> {
     let mut findings = Findings::default();
     let mut catalogs = std::collections::HashMap::new();
     for (name, ep) in &config.endpoints {
-        let mut catalog = Catalog::connect(name, ep, &config.password(name)?).await?;
+        let mut catalog = match Catalog::connect(name, ep, &config.password(name)?).await {
+            Ok(c) => c,
+            Err(e) if matches!(e.class(), ErrorClass::Transient | ErrorClass::EndpointFatal) => {
+                findings.unreachable.push(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let tables = mappings.source_tables(name);
         if !tables.is_empty() {
             if let Err(e) = catalog.verify_source(&tables).await {
@@ -55,13 +63,17 @@ pub async fn check_live(config: &Config, mappings: &Mappings) -> Result<Findings
         catalogs.insert(name.clone(), catalog);
     }
     for mapping in &mappings.list {
+        let (s, t) = (&mapping.source.endpoint, &mapping.target.endpoint);
+        if !catalogs.contains_key(s) || !catalogs.contains_key(t) {
+            continue;
+        }
         let src = catalogs
-            .get_mut(&mapping.source.endpoint)
+            .get_mut(s)
             .expect("connected")
             .describe(&mapping.source)
             .await?;
         let dst = catalogs
-            .get_mut(&mapping.target.endpoint)
+            .get_mut(t)
             .expect("connected")
             .describe(&mapping.target)
             .await?;
@@ -176,28 +188,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// Refuse to start on configuration problems the databases reveal (missing tables or columns,
 /// wal_level). Unreachable databases are not a reason to refuse: the flows retry them.
 async fn preflight(config: &Config, mappings: &Mappings) -> Result<()> {
-    match check_live(config, mappings).await {
-        Ok(findings) => {
-            for w in &findings.warnings {
-                tracing::warn!(warning = %w, "check");
-            }
-            if findings.errors.is_empty() {
-                Ok(())
-            } else {
-                Err(combine(findings.errors))
-            }
+    let findings = check_live(config, mappings).await?;
+    for w in &findings.warnings {
+        tracing::warn!(warning = %w, "check");
+    }
+    for e in &findings.unreachable {
+        if e.class() == ErrorClass::Transient {
+            tracing::warn!(error = %e, "cannot check an endpoint at startup; its flows will retry");
+        } else {
+            // Credentials, privileges, TLS: the daemon stays up (metrics, admin socket); the
+            // flows of that endpoint stop on the same error and resume after a reload.
+            tracing::error!(error = %e, "cannot check an endpoint at startup");
         }
-        Err(e) if e.class() == ErrorClass::Transient => {
-            tracing::warn!(error = %e, "cannot check databases at startup; flows will retry");
-            Ok(())
-        }
-        // Credentials or privileges: the daemon stays up (metrics, admin socket); the flows
-        // of that endpoint stop on the same error and resume after a reload (SIGHUP).
-        Err(e) if e.class() == ErrorClass::EndpointFatal => {
-            tracing::error!(error = %e, "cannot check databases at startup");
-            Ok(())
-        }
-        Err(e) => Err(e),
+    }
+    if findings.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(combine(findings.errors))
     }
 }
 

@@ -74,6 +74,10 @@ pub enum Error {
         source: mysql_async::Error,
     },
 
+    /// A TLS handshake failed (untrusted or misnamed certificate, no TLS on the server).
+    #[error("endpoint {endpoint}: {message}")]
+    Tls { endpoint: String, message: String },
+
     #[error("endpoint {endpoint}: protocol: {message}")]
     Protocol { endpoint: String, message: String },
 
@@ -172,6 +176,8 @@ impl Error {
             Error::Replication { source, .. } => classify_replication(source),
             Error::Mysql { source, .. } => classify_mysql(source),
             Error::Protocol { .. } => ErrorClass::Transient,
+            // Retrying cannot make a certificate trusted: stop, alert, wait for a reload.
+            Error::Tls { .. } => ErrorClass::EndpointFatal,
             Error::Row { .. } => ErrorClass::Row,
             Error::Store(_) | Error::StoreLocked(_) => ErrorClass::EndpointFatal,
             Error::Io(_) => ErrorClass::Transient,

@@ -18,6 +18,7 @@ pub mod position;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod tls;
 pub mod verify;
 
 pub use config::Config;

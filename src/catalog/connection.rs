@@ -4,7 +4,7 @@ use mysql_async::Conn;
 
 use super::LiveTable;
 use crate::config::{EndpointConfig, EndpointKind, Secret};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mapping::TableRef;
 use crate::source::postgres::PgConn;
 
@@ -25,9 +25,7 @@ impl Catalog {
             }
             EndpointKind::Mysql => {
                 let opts = crate::sink::mysql::opts(cfg, password);
-                let conn = Conn::new(opts)
-                    .await
-                    .map_err(|e| Error::mysql(endpoint, e))?;
+                let conn = crate::sink::mysql::connect_conn(endpoint, cfg, opts).await?;
                 Catalog::Mysql {
                     endpoint: endpoint.to_string(),
                     conn,

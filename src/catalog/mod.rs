@@ -61,6 +61,8 @@ impl LiveTable {
 pub struct Findings {
     pub errors: Vec<Error>,
     pub warnings: Vec<String>,
+    /// Endpoints that could not be reached or refused the login (their mappings unchecked).
+    pub unreachable: Vec<Error>,
 }
 
 pub fn compare(

@@ -232,9 +232,9 @@ impl Flow {
             }
             EndpointKind::Mysql => {
                 let opts = crate::sink::mysql::opts(src_cfg, &password);
-                let conn = mysql_async::Conn::new(opts).await;
+                let conn = crate::sink::mysql::connect_conn(&self.source, src_cfg, opts).await;
                 up(conn.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-                let mut conn = conn.map_err(|e| Error::mysql(&self.source, e))?;
+                let mut conn = conn?;
                 let flavor = mysql::verify_settings(&mut conn, &self.source).await?;
                 let start = match checkpoint.clone() {
                     Some(p) => p,

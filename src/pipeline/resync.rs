@@ -68,9 +68,7 @@ impl SourceReader {
                     "SET NAMES utf8mb4".to_string(),
                     "SET SESSION time_zone = '+00:00'".to_string(),
                 ]);
-                let conn = mysql_async::Conn::new(opts)
-                    .await
-                    .map_err(|e| Error::mysql(source, e))?;
+                let conn = crate::sink::mysql::connect_conn(source, cfg, opts).await?;
                 SourceReader::My(conn)
             }
         })

@@ -24,12 +24,14 @@ pub struct MariaServer {
     pub log_path: PathBuf,
     process: ServerProcess,
     password_set: AtomicBool,
+    /// Server options added after the standard ones (e.g. TLS certificates).
+    extra_args: Vec<String>,
 }
 
 /// The shared MariaDB server, started (blocking) on first call.
 pub fn mariadb() -> &'static MariaServer {
     static MARIA: OnceLock<Result<MariaServer, String>> = OnceLock::new();
-    match MARIA.get_or_init(|| MariaServer::boot("mariadb")) {
+    match MARIA.get_or_init(|| MariaServer::boot("mariadb", &[])) {
         Ok(server) => server,
         Err(e) => panic!("private MariaDB failed to start: {e}"),
     }
@@ -38,10 +40,16 @@ pub fn mariadb() -> &'static MariaServer {
 impl MariaServer {
     /// A separate server of its own (not shared), for tests that purge binlogs or restart it.
     pub fn start_custom(name: &str) -> MariaServer {
-        Self::boot(name).unwrap_or_else(|e| panic!("MariaDB {name} failed to start: {e}"))
+        Self::start_custom_with(name, &[])
     }
 
-    fn boot(name: &str) -> Result<MariaServer, String> {
+    /// A separate server with extra `--option=value` arguments.
+    pub fn start_custom_with(name: &str, extra_args: &[&str]) -> MariaServer {
+        Self::boot(name, extra_args)
+            .unwrap_or_else(|e| panic!("MariaDB {name} failed to start: {e}"))
+    }
+
+    fn boot(name: &str, extra_args: &[&str]) -> Result<MariaServer, String> {
         let dir = super::server_dir(name);
         let data_dir = dir.join("data");
         let mut install = Command::new("mariadb-install-db");
@@ -75,6 +83,7 @@ impl MariaServer {
             dir,
             process: ServerProcess::new("MariaDB"),
             password_set: AtomicBool::new(false),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         server.port = server.process.boot(|port| server.launch(port))?;
         Ok(server)
@@ -108,7 +117,8 @@ impl MariaServer {
                 "--innodb-buffer-pool-size=256M",
                 "--max-connections=300",
                 "--skip-name-resolve",
-            ]);
+            ])
+            .args(&self.extra_args);
         if super::is_root() {
             cmd.arg("--user=root");
         }

@@ -39,11 +39,30 @@ pub fn opts(cfg: &EndpointConfig, password: &Secret) -> OptsBuilder {
         .db_name(Some(cfg.database.clone()))
         .stmt_cache_size(256)
         .conn_ttl(None::<Duration>)
-        .prefer_socket(false);
+        .prefer_socket(false)
+        .ssl_opts(crate::tls::mysql_opts(cfg));
     if !password.expose().is_empty() {
         b = b.pass(Some(password.expose().to_string()));
     }
     b
+}
+
+/// Open a connection; a failed TLS handshake becomes an error saying what to fix.
+pub async fn connect_conn(
+    endpoint: &str,
+    cfg: &EndpointConfig,
+    opts: impl Into<mysql_async::Opts>,
+) -> Result<Conn> {
+    Conn::new(opts).await.map_err(|e| {
+        let server_error = matches!(e, mysql_async::Error::Server(_));
+        match crate::tls::explain(&crate::tls::chain_text(&e), cfg) {
+            Some(message) if !server_error => Error::Tls {
+                endpoint: endpoint.to_string(),
+                message,
+            },
+            _ => Error::mysql(endpoint, e),
+        }
+    })
 }
 
 impl MysqlSink {
@@ -54,9 +73,7 @@ impl MysqlSink {
         mark_writes: bool,
     ) -> Result<Self> {
         let opts = opts(cfg, password).init(SESSION_SETUP.iter().map(|s| s.to_string()).collect());
-        let mut conn = Conn::new(opts)
-            .await
-            .map_err(|e| Error::mysql(endpoint, e))?;
+        let mut conn = connect_conn(endpoint, cfg, opts).await?;
         // MariaDB marks every event of this session (flag 0x8000): the binlog source of the
         // other direction recognises rowbridge's own writes by it and drops them.
         if !mark_writes {

@@ -10,7 +10,7 @@ use mysql_async::binlog::events::{
 };
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
+use mysql_async::{BinlogStream, BinlogStreamRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::decode::{self, ColumnInfo};
@@ -105,9 +105,7 @@ impl MysqlSource {
     /// first table map event of a table replaces this description.
     async fn known_tables(&self) -> Result<HashMap<(String, String), Arc<TableInfo>>> {
         let opts = crate::sink::mysql::opts(&self.cfg, &self.password);
-        let mut conn = Conn::new(opts)
-            .await
-            .map_err(|e| Error::mysql(&self.endpoint, e))?;
+        let mut conn = crate::sink::mysql::connect_conn(&self.endpoint, &self.cfg, opts).await?;
         let mut out = HashMap::new();
         for (db, table) in &self.tables {
             let cols: Vec<(String, String, String, String)> = conn
@@ -154,9 +152,7 @@ impl MysqlSource {
 
     async fn open(&self, start: &Position) -> Result<BinlogStream> {
         let opts = crate::sink::mysql::opts(&self.cfg, &self.password);
-        let mut conn = Conn::new(opts)
-            .await
-            .map_err(|e| Error::mysql(&self.endpoint, e))?;
+        let mut conn = crate::sink::mysql::connect_conn(&self.endpoint, &self.cfg, opts).await?;
         let period_ns = self.heartbeat.as_nanos().min(4_294_967_000_000_000) as u64;
         let mut setup = vec![format!("SET @master_heartbeat_period = {period_ns}")];
         let request = BinlogStreamRequest::new(self.cfg.server_id());

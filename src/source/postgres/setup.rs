@@ -32,16 +32,39 @@ impl PgConn {
         if !password.expose().is_empty() {
             pg.password(password.expose());
         }
-        let (client, connection) = pg
-            .connect(NoTls)
-            .await
-            .map_err(|e| Error::pg(endpoint, e))?;
         let name = endpoint.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(endpoint = %name, error = %e, "postgres connection closed");
+        let failed = |e: tokio_postgres::Error| match crate::tls::explain(
+            &crate::tls::chain_text(&e),
+            cfg,
+        ) {
+            Some(message) if e.as_db_error().is_none() => Error::Tls {
+                endpoint: endpoint.to_string(),
+                message,
+            },
+            _ => Error::pg(endpoint, e),
+        };
+        let client = match crate::tls::client_config(endpoint, cfg)? {
+            None => {
+                let (client, connection) = pg.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(endpoint = %name, error = %e, "postgres connection closed");
+                    }
+                });
+                client
             }
-        });
+            Some(tls) => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                let (client, connection) = pg.connect(tls).await.map_err(failed)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(endpoint = %name, error = %e, "postgres connection closed");
+                    }
+                });
+                client
+            }
+        };
         Ok(PgConn {
             endpoint: endpoint.to_string(),
             client,

@@ -74,15 +74,23 @@ impl PgSource {
             self.cfg.publication().to_string(),
         )
         .with_port(self.cfg.port())
+        .with_tls(crate::tls::replication_config(&self.cfg))
         .with_start_lsn(Lsn::from_u64(start_lsn))
         .with_ack_lsn(Lsn::from_u64(ack.min(start_lsn)))
         .with_status_interval(self.status_interval)
         .with_wakeup_interval(self.status_interval)
         .with_options(SESSION_OPTIONS)
         .with_application_name("rowbridge");
-        let mut client = ReplicationClient::connect(rc)
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut client =
+            ReplicationClient::connect(rc).await.map_err(|e| {
+                match crate::tls::explain(&e.to_string(), &self.cfg) {
+                    Some(message) if e.is_tls() => Error::Tls {
+                        endpoint: self.endpoint.clone(),
+                        message,
+                    },
+                    _ => self.err(e),
+                }
+            })?;
         tracing::info!(endpoint = %self.endpoint, start = %Position::Lsn(start_lsn), "replication started");
         let mut state = StreamState {
             source: self,
