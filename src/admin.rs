@@ -690,8 +690,13 @@ fn row_json(names: &[&str], row: &[crate::model::Value]) -> Json {
     Json::Object(m)
 }
 
-/// Serve the admin API until shutdown.
-pub async fn serve(path: &Path, admin: Admin, shutdown: CancellationToken) -> Result<()> {
+/// Serve the admin API until shutdown; each request sees the configuration running when it
+/// arrives (`admin` changes on reload).
+pub async fn serve(
+    path: &Path,
+    admin: tokio::sync::watch::Receiver<Admin>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Io(std::io::Error::new(
@@ -719,7 +724,7 @@ pub async fn serve(path: &Path, admin: Admin, shutdown: CancellationToken) -> Re
             s = listener.accept() => s,
         };
         let Ok((stream, _)) = stream else { continue };
-        let admin = admin.clone();
+        let admin = admin.borrow().clone();
         tokio::spawn(async move {
             if let Err(e) = answer(stream, &admin).await {
                 tracing::debug!(error = %e, "admin connection ended");

@@ -39,6 +39,9 @@ struct FlowState {
     samples: VecDeque<(Instant, u64)>,
     last_error: Option<(String, &'static str, i64)>,
     since_us: i64,
+    /// Last time the flow's apply loop went round (or started streaming): what the systemd
+    /// watchdog looks at.
+    last_beat: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -100,7 +103,79 @@ impl Board {
             if f.state != state {
                 f.state = state;
                 f.since_us = now_us();
+                f.last_beat = Some(Instant::now());
             }
+        });
+    }
+
+    /// The flow's apply loop is alive (called on every turn of it, at least once a second).
+    pub fn beat(&self, flow: &str) {
+        self.with(|i| {
+            if let Some(f) = i.flows.get_mut(flow) {
+                f.last_beat = Some(Instant::now());
+            }
+        });
+    }
+
+    /// Streaming flows whose apply loop has not gone round for `limit`: stuck (a call that
+    /// never returns), which a restart would cure. Flows waiting to retry or stopped on an
+    /// endpoint error are waiting for the world, not stuck.
+    pub fn stuck_flows(&self, limit: Duration) -> Vec<String> {
+        self.with(|i| {
+            let mut stuck: Vec<String> = i
+                .flows
+                .iter()
+                .filter(|(_, f)| {
+                    f.state == "streaming" && f.last_beat.is_some_and(|t| t.elapsed() > limit)
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            stuck.sort();
+            stuck
+        })
+    }
+
+    /// Every one of these flows has tried its endpoints once (streaming, retrying or stopped).
+    pub fn settled<'a>(&self, flows: impl IntoIterator<Item = &'a str>) -> bool {
+        self.with(|i| {
+            flows.into_iter().all(|n| {
+                i.flows
+                    .get(n)
+                    .is_some_and(|f| matches!(f.state, "streaming" | "retrying" | "stopped"))
+            })
+        })
+    }
+
+    /// One line for `systemctl status`: each flow's state.
+    pub fn summary(&self) -> String {
+        self.with(|i| {
+            let mut parts: Vec<String> = i
+                .flows
+                .iter()
+                .map(|(n, f)| {
+                    let state = if f.state.is_empty() {
+                        "starting"
+                    } else {
+                        f.state
+                    };
+                    format!("{n} {state}")
+                })
+                .collect();
+            parts.sort();
+            parts.join(", ")
+        })
+    }
+
+    /// Forget flows (and their command channels) that a reloaded configuration no longer has,
+    /// and restart the state of the ones it keeps.
+    pub fn reset_flows(&self, keep: &[String]) {
+        self.with(|i| {
+            i.flows.retain(|n, _| keep.contains(n));
+            for f in i.flows.values_mut() {
+                f.state = "";
+                f.last_beat = None;
+            }
+            i.controls.retain(|n, _| keep.contains(n));
         });
     }
 
@@ -210,5 +285,36 @@ impl Board {
             );
             (flows, endpoints)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_streaming_flows_without_beats_are_stuck() {
+        let b = Board::default();
+        b.flow_state("crm->erp", "streaming");
+        b.flow_state("erp->crm", "retrying");
+        b.flow_state("x->y", "stopped");
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(b.stuck_flows(Duration::from_millis(1)), vec!["crm->erp"]);
+        assert!(b.stuck_flows(Duration::from_secs(3600)).is_empty());
+        b.beat("crm->erp");
+        assert!(b.stuck_flows(Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn settled_once_every_flow_tried() {
+        let b = Board::default();
+        b.flow_state("crm->erp", "connecting");
+        assert!(!b.settled(["crm->erp"]));
+        assert!(!b.settled(["erp->crm"]));
+        b.flow_state("crm->erp", "retrying");
+        assert!(b.settled(["crm->erp"]));
+        b.reset_flows(&["crm->erp".to_string()]);
+        assert!(!b.settled(["crm->erp"]));
+        assert_eq!(b.summary(), "crm->erp starting");
     }
 }

@@ -27,8 +27,9 @@ pub struct Args {
     /// Configuration file.
     #[arg(short, long, env = "ROWBRIDGE_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
     pub config: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    /// Log format: `auto` is journald's native fields when stderr goes to the journal (a
+    /// systemd service), else text; `json` is one JSON object per line on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -36,8 +37,10 @@ pub struct Args {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    Auto,
     Text,
     Json,
+    Journald,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -226,17 +229,62 @@ pub enum CheckpointAction {
     },
 }
 
+/// Whether stderr is connected to the journal: systemd sets `$JOURNAL_STREAM` to the
+/// `device:inode` of the stream it gave the service.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(value) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROWBRIDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("ROWBRIDGE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let format = match format {
+        LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Text,
+        other => other,
+    };
+    let mut journal_failed = None;
+    if let LogFormat::Journald = format {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                // Fields become journal fields by their upper-case names (FLOW=, ERROR=...).
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("rowbridge".into());
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer)
+                    .init();
+                return;
+            }
+            Err(e) => journal_failed = Some(e),
+        }
+    }
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text | LogFormat::Auto => builder.with_target(false).init(),
+        LogFormat::Json | LogFormat::Journald => builder.json().flatten_event(true).init(),
+    }
+    if let Some(e) = journal_failed {
+        tracing::warn!(error = %e, "cannot reach the journal socket; logging JSON lines to stderr");
     }
 }
 
@@ -270,7 +318,7 @@ async fn dispatch(args: Args) -> Result<i32> {
         Command::Run => {
             let shutdown = CancellationToken::new();
             tokio::spawn(watch_signals(shutdown.clone()));
-            crate::daemon::run(config, shutdown).await?;
+            crate::daemon::run(config, args.config.clone(), shutdown).await?;
             Ok(0)
         }
         Command::Check {

@@ -1,7 +1,10 @@
 //! `run` and `check`: load and validate everything, then start one flow per endpoint pair.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, Catalog, Findings};
@@ -9,6 +12,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::Mappings;
 use crate::metrics::{self as m, Health};
+use crate::notify::Notifier;
 use crate::pipeline::Flow;
 use crate::store::Store;
 
@@ -96,8 +100,112 @@ fn combine(errors: Vec<Error>) -> Error {
     Error::Invalid(format!("{first}\n{}", rest.join("\n")))
 }
 
-/// The daemon: runs until `shutdown` is cancelled.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+/// A streaming flow whose apply loop has not gone round for this long is stuck, and the
+/// systemd watchdog stops being fed. Generous: an apply may wait on a user's row lock.
+const STUCK_AFTER: Duration = Duration::from_secs(300);
+/// READY is sent once every flow has tried its endpoints, or after this long at the latest.
+const READY_AFTER: Duration = Duration::from_secs(60);
+
+/// The flows of one configuration; a reload stops them and starts the next generation.
+struct Generation {
+    config: Arc<Config>,
+    mappings: Arc<Mappings>,
+    token: CancellationToken,
+    tasks: tokio::task::JoinSet<Result<()>>,
+    flows: Vec<String>,
+}
+
+/// Everything that lives as long as the process, whatever the configuration.
+struct Daemon {
+    store: Store,
+    health: Health,
+    notifier: Arc<Notifier>,
+    admin: watch::Sender<crate::admin::Admin>,
+}
+
+impl Daemon {
+    fn start(
+        &self,
+        config: Arc<Config>,
+        mappings: Arc<Mappings>,
+        shutdown: &CancellationToken,
+    ) -> Generation {
+        let flows: Vec<String> = mappings
+            .flows()
+            .iter()
+            .map(|(s, t)| crate::pipeline::flow_name(s, t))
+            .collect();
+        self.health.board.reset_flows(&flows);
+        self.health.expect_flows(flows.iter().map(String::as_str));
+        let hub = crate::pipeline::conflict::Hub::for_config(
+            self.store.clone(),
+            mappings.clone(),
+            &config,
+        );
+        self.admin.send_replace(crate::admin::Admin {
+            store: self.store.clone(),
+            hub: hub.clone(),
+            board: Some(self.health.board.clone()),
+            config: config.clone(),
+            flows: flows.clone(),
+        });
+        let token = shutdown.child_token();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (source, target) in mappings.flows() {
+            let flow = Flow::new(
+                &source,
+                &target,
+                config.clone(),
+                mappings.clone(),
+                self.store.clone(),
+                self.health.clone(),
+                hub.clone(),
+            );
+            tracing::info!(flow = %flow.name, "starting flow");
+            tasks.spawn(flow.run(token.clone()));
+        }
+        metrics::gauge!(m::RELOAD_TIME).set(chrono::Utc::now().timestamp() as f64);
+        Generation {
+            config,
+            mappings,
+            token,
+            tasks,
+            flows,
+        }
+    }
+
+    /// Tell systemd the daemon is ready once every flow has tried its endpoints (or after
+    /// READY_AFTER), whatever came of it: a database that is down is reported, not waited for.
+    fn announce_ready(&self, flows: Vec<String>, what: &'static str) {
+        let (board, notifier) = (self.health.board.clone(), self.notifier.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + READY_AFTER;
+            while !board.settled(flows.iter().map(String::as_str))
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let summary = board.summary();
+            tracing::info!(flows = %summary, "{what}");
+            notifier.ready(&summary);
+        });
+    }
+}
+
+async fn stop(mut generation: Generation) {
+    generation.token.cancel();
+    while let Some(done) = generation.tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::debug!(error = %e, "flow ended with an error while stopping");
+        }
+    }
+}
+
+/// The daemon: runs until `shutdown` is cancelled. SIGHUP reloads `config_path` and the
+/// mappings: a valid new configuration replaces the flows (each stops after its current
+/// batch and the new ones start from the stored checkpoints); an invalid one is logged and
+/// the running one keeps going. Either way, flows stopped by an endpoint error try again.
+pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationToken) -> Result<()> {
     let config = Arc::new(config);
     let mappings = Arc::new(load(&config)?);
     let store = Store::open(&config.store.path)?;
@@ -114,75 +222,149 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
     metrics::gauge!(m::DEAD_LETTERS).set(store.dead_letter_count() as f64);
     metrics::gauge!(m::CONFLICTS_OPEN).set(store.open_conflict_count() as f64);
+    metrics::gauge!(m::RELOAD_SUCCESS).set(1.0);
     preflight(&config, &mappings).await?;
-    let mut tasks = tokio::task::JoinSet::new();
-    let flows = mappings.flows();
-    let names: Vec<String> = flows
-        .iter()
-        .map(|(s, t)| crate::pipeline::flow_name(s, t))
-        .collect();
-    health.expect_flows(names.iter().map(String::as_str));
-    let hub = crate::pipeline::conflict::Hub::for_config(store.clone(), mappings.clone(), &config);
-    let admin = crate::admin::Admin {
+    let notifier = Arc::new(Notifier::from_env());
+    let (admin_tx, admin_rx) = watch::channel(crate::admin::Admin {
         store: store.clone(),
-        hub: hub.clone(),
+        hub: crate::pipeline::conflict::Hub::for_config(store.clone(), mappings.clone(), &config),
         board: Some(health.board.clone()),
         config: config.clone(),
-        flows: mappings
-            .flows()
-            .iter()
-            .map(|(s, t)| crate::pipeline::flow_name(s, t))
-            .collect(),
+        flows: Vec::new(),
+    });
+    let daemon = Daemon {
+        store: store.clone(),
+        health: health.clone(),
+        notifier: notifier.clone(),
+        admin: admin_tx,
     };
+    let mut generation = daemon.start(config.clone(), mappings, &shutdown);
     let socket = config.admin_socket();
     let admin_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::admin::serve(&socket, admin, admin_shutdown).await {
+        if let Err(e) = crate::admin::serve(&socket, admin_rx, admin_shutdown).await {
             tracing::error!(error = %e, "admin socket failed; operator commands need the daemon stopped");
         }
     });
-    for (source, target) in flows {
-        let (c, m, s, h) = (
-            config.clone(),
-            mappings.clone(),
-            store.clone(),
-            health.clone(),
-        );
-        let flow = Flow::new(&source, &target, c, m, s, h, hub.clone());
-        tracing::info!(flow = %flow.name, "starting flow");
-        tasks.spawn(flow.run(shutdown.clone()));
-    }
-    // SIGHUP: flows stopped by an endpoint error (credentials, privileges, a dropped slot)
-    // try again, reading the credential files anew.
+    daemon.announce_ready(generation.flows.clone(), "started");
+    spawn_watchdog(&health, &notifier, &shutdown);
     {
-        let health = health.clone();
+        let notifier = notifier.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = hup.recv() => {
-                        tracing::info!("reload requested (SIGHUP): stopped flows try again");
-                        health.reload.notify_waiters();
-                    }
-                }
-            }
+            shutdown.cancelled().await;
+            notifier.stopping();
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(Err(e)) = done {
-            tracing::error!(error = %e, "a flow stopped; the others keep running");
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(Error::Io)?;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(done) = generation.tasks.join_next() => {
+                if let Ok(Err(e)) = done {
+                    tracing::error!(error = %e, "a flow stopped; the others keep running");
+                }
+            }
+            _ = hup.recv() => {
+                notifier.reloading();
+                generation = reload(&daemon, generation, &config_path, &shutdown).await;
+            }
         }
     }
-    // Stopped flows stay visible (metrics, health) until the operator acts; no restart loop.
-    shutdown.cancelled().await;
+    stop(generation).await;
     store.flush()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a SIGHUP does; returns the generation that runs afterwards.
+async fn reload(
+    daemon: &Daemon,
+    generation: Generation,
+    config_path: &Path,
+    shutdown: &CancellationToken,
+) -> Generation {
+    tracing::info!(config = %config_path.display(), "reload requested (SIGHUP)");
+    let loaded = async {
+        let config = Config::load(config_path)?;
+        let running = &generation.config;
+        for (field, same) in [
+            ("store.path", config.store.path == running.store.path),
+            ("admin.http", config.admin.http == running.admin.http),
+            (
+                "admin.socket",
+                config.admin_socket() == running.admin_socket(),
+            ),
+        ] {
+            if !same {
+                return Err(Error::ConfigFile {
+                    path: config_path.to_path_buf(),
+                    message: format!(
+                        "{field}: cannot change while running; restart the daemon for it"
+                    ),
+                });
+            }
+        }
+        let mappings = load(&config)?;
+        preflight(&config, &mappings).await?;
+        Ok((config, mappings))
+    }
+    .await;
+    let (config, mappings) = match loaded {
+        Ok(new) => new,
+        Err(e) => {
+            metrics::gauge!(m::RELOAD_SUCCESS).set(0.0);
+            tracing::error!(error = %e, "reload rejected; the running configuration stays in force");
+            // Stopped flows still try again: a fixed credential file needs no config change.
+            daemon.health.reload.notify_waiters();
+            daemon.notifier.ready(&format!("reload rejected: {e}"));
+            return generation;
+        }
+    };
+    metrics::gauge!(m::RELOAD_SUCCESS).set(1.0);
+    let unchanged = format!("{:?}", config) == format!("{:?}", generation.config)
+        && mappings.fingerprint() == generation.mappings.fingerprint();
+    if unchanged {
+        tracing::info!("reload: configuration and mappings unchanged; stopped flows try again");
+        metrics::gauge!(m::RELOAD_TIME).set(chrono::Utc::now().timestamp() as f64);
+        daemon.health.reload.notify_waiters();
+        daemon.notifier.ready(&daemon.health.board.summary());
+        return generation;
+    }
+    tracing::info!("reload: stopping the flows after their current batch");
+    stop(generation).await;
+    let next = daemon.start(Arc::new(config), Arc::new(mappings), shutdown);
+    daemon.announce_ready(next.flows.clone(), "reloaded");
+    next
+}
+
+/// Feed the systemd watchdog (when `WatchdogSec=` is set) while no streaming flow is stuck.
+fn spawn_watchdog(health: &Health, notifier: &Arc<Notifier>, shutdown: &CancellationToken) {
+    let Some(timeout) = crate::notify::watchdog_timeout() else {
+        return;
+    };
+    if !notifier.enabled() {
+        return;
+    }
+    let (board, notifier, shutdown) = (health.board.clone(), notifier.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(timeout / 3);
+        let mut reported = Vec::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let stuck = board.stuck_flows(STUCK_AFTER);
+            if stuck.is_empty() {
+                notifier.watchdog();
+            } else if stuck != reported {
+                tracing::error!(flows = %stuck.join(", "), after_s = STUCK_AFTER.as_secs(), "flows made no progress; no longer feeding the systemd watchdog");
+            }
+            reported = stuck;
+        }
+    });
 }
 
 /// Refuse to start on configuration problems the databases reveal (missing tables or columns,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod position;
 pub mod sink;

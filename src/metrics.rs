@@ -35,6 +35,8 @@ pub const ECHO_SKIPPED: &str = "rowbridge_echo_skipped_total";
 pub const CONFLICTS: &str = "rowbridge_conflicts_total";
 pub const CONFLICTS_OPEN: &str = "rowbridge_conflicts_open";
 pub const RESYNC_ROWS: &str = "rowbridge_resync_rows_total";
+pub const RELOAD_SUCCESS: &str = "rowbridge_config_reload_success";
+pub const RELOAD_TIME: &str = "rowbridge_config_reload_timestamp_seconds";
 
 fn describe() {
     describe_counter!(
@@ -113,6 +115,16 @@ fn describe() {
         Unit::Count,
         "Conflicts not resolved yet (waiting for both versions, or parked for an operator)."
     );
+    describe_gauge!(
+        RELOAD_SUCCESS,
+        Unit::Count,
+        "1 when the last reload (SIGHUP) of the configuration and mappings succeeded (or none was asked for), 0 when it was rejected and the previous configuration keeps running."
+    );
+    describe_gauge!(
+        RELOAD_TIME,
+        Unit::Seconds,
+        "Unix time the running configuration was loaded (start or last successful reload)."
+    );
     describe_counter!(
         RESYNC_ROWS,
         Unit::Count,
@@ -170,9 +182,11 @@ struct HealthInner {
 }
 
 impl Health {
-    /// Register the flows that must be streaming before the daemon is ready.
+    /// Register the flows that must be streaming before the daemon is ready (replacing an
+    /// earlier configuration's).
     pub fn expect_flows<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
         let mut flows = self.inner.flows.lock().unwrap_or_else(|p| p.into_inner());
+        flows.clear();
         for n in names {
             flows.entry(n.to_string()).or_insert(false);
         }

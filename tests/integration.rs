@@ -37,3 +37,6 @@ mod network;
 
 #[path = "scenarios/tls.rs"]
 mod tls;
+
+#[path = "scenarios/lifecycle.rs"]
+mod lifecycle;

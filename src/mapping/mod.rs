@@ -319,6 +319,8 @@ pub struct Mappings {
     read_back: std::collections::HashSet<(String, String, String)>,
     /// The pair of each `direction = "both"` mapping, under both directions' names.
     pub pairs: HashMap<String, Arc<Pair>>,
+    /// Hash of the mapping files' names and contents: whether a reload changed anything.
+    fingerprint: u64,
 }
 
 impl Mappings {
@@ -333,7 +335,11 @@ impl Mappings {
             .collect();
         paths.sort();
         let mut list = Vec::new();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
         for path in paths {
+            use std::hash::Hash;
+            path.hash(&mut hasher);
+            std::fs::read(&path).unwrap_or_default().hash(&mut hasher);
             let parsed = file::Parsed::read(&path)?;
             let mapping = compile(&parsed, config)?;
             if mapping.both {
@@ -341,7 +347,14 @@ impl Mappings {
             }
             list.push(mapping);
         }
-        Self::from_list(list)
+        let mut mappings = Self::from_list(list)?;
+        mappings.fingerprint = std::hash::Hasher::finish(&hasher);
+        Ok(mappings)
+    }
+
+    /// Changes when a mapping file is added, removed or edited.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Parse one mapping from text (tests and `check` of a single file).

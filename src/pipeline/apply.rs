@@ -129,7 +129,10 @@ impl Applier {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Err(Error::Shutdown),
-                _ = tick.tick() => self.publish_durable(&durable_tx)?,
+                _ = tick.tick() => {
+                    self.board.beat(&self.flow);
+                    self.publish_durable(&durable_tx)?
+                }
                 Some(cmd) = ctl_rx.recv() => {
                     if let Err(e) = self.control(cmd, sink).await {
                         break Err(e);

@@ -159,12 +159,18 @@ server_id = {server_id}
 
     /// Start `rowbridge run`; does not wait.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Start `rowbridge run` with extra environment variables; does not wait.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "daemon already running");
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
         let mut cmd = rowbridge_command();
         cmd.arg("-c").arg(&self.config).arg("run");
         cmd.env("ROWBRIDGE_LOG", "info,rowbridge=trace");
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(log);
         self.child = Some(spawn_tied(cmd, libc::SIGKILL).expect("spawn rowbridge"));
     }
@@ -261,19 +267,7 @@ server_id = {server_id}
 
     /// A metric's value summed over its label sets, from the running daemon.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let (_, body) = http_get(self.http_port, "/metrics").await?;
-        let mut total = None;
-        for line in body.lines() {
-            let Some(rest) = line.strip_prefix(name) else {
-                continue;
-            };
-            if !(rest.starts_with('{') || rest.starts_with(' ')) {
-                continue;
-            }
-            let value: f64 = rest.rsplit(' ').next()?.parse().ok()?;
-            total = Some(total.unwrap_or(0.0) + value);
-        }
-        total
+        metric_on(self.http_port, name).await
     }
 
     /// The slot's confirmed_flush_lsn.
@@ -372,6 +366,23 @@ fn first_difference(a: &Rows, b: &Rows) -> String {
         }
     }
     format!("row count {} vs {}", a.len(), b.len())
+}
+
+/// A metric's value summed over its label sets, from the daemon serving on `port`.
+pub async fn metric_on(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics").await?;
+    let mut total = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let value: f64 = rest.rsplit(' ').next()?.parse().ok()?;
+        total = Some(total.unwrap_or(0.0) + value);
+    }
+    total
 }
 
 pub fn tail(text: &str, n: usize) -> String {
