@@ -245,7 +245,8 @@ fn stderr_is_journal() -> bool {
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
-fn init_logging(format: LogFormat) {
+/// Set up logging; returns the format in effect (`auto` resolved, journald fallen back).
+fn init_logging(format: LogFormat) -> LogFormat {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -270,7 +271,7 @@ fn init_logging(format: LogFormat) {
                     .with(filter())
                     .with(layer)
                     .init();
-                return;
+                return LogFormat::Journald;
             }
             Err(e) => journal_failed = Some(e),
         }
@@ -279,18 +280,25 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text | LogFormat::Auto => builder.with_target(false).init(),
-        LogFormat::Json | LogFormat::Journald => builder.json().flatten_event(true).init(),
-    }
+    let format = match format {
+        LogFormat::Text | LogFormat::Auto => {
+            builder.with_target(false).init();
+            LogFormat::Text
+        }
+        LogFormat::Json | LogFormat::Journald => {
+            builder.json().flatten_event(true).init();
+            LogFormat::Json
+        }
+    };
     if let Some(e) = journal_failed {
         tracing::warn!(error = %e, "cannot reach the journal socket; logging JSON lines to stderr");
     }
+    format
 }
 
 /// Run a command; returns the process exit code.
 pub fn main(args: Args) -> i32 {
-    init_logging(args.log_format);
+    let format = init_logging(args.log_format);
     crate::tls::install_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -305,8 +313,14 @@ pub fn main(args: Args) -> i32 {
     match runtime.block_on(dispatch(args)) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(class = e.class().as_str(), "{e}");
-            eprintln!("rowbridge: {e}");
+            // One report of the failure: a plain line for people, or a structured record
+            // (JSON line, journal entry) for machines, never both interleaved.
+            match format {
+                LogFormat::Text | LogFormat::Auto => eprintln!("rowbridge: {e}"),
+                LogFormat::Json | LogFormat::Journald => {
+                    tracing::error!(class = e.class().as_str(), exit_code = e.exit_code(), "{e}")
+                }
+            }
             e.exit_code()
         }
     }

@@ -47,6 +47,28 @@ async fn missing_column_stops_check_and_run_with_78() {
     assert_eq!(slots, 0);
 }
 
+/// With `--log-format json` every line on stderr is a JSON object, the refusal included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_json_lines_to_the_last() {
+    let text = mapping("ghost = \"ghost_col\"");
+    let b = Bridge::new("jsonlog", CRM, ERP, &[("accounts", &text)]).await;
+    let out = b.cli(&["--log-format", "json", "run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    let records: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let refusal = records
+        .iter()
+        .find(|r| r["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no ERROR record: {stderr}"));
+    let message = refusal["message"].as_str().unwrap_or_default();
+    assert!(message.contains("accounts.toml:"), "{refusal}");
+    assert_eq!(refusal["exit_code"], 78, "{refusal}");
+    assert_eq!(refusal["class"], "config", "{refusal}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_mapping_file_names_line() {
     let text = mapping("name2 = 42");
