@@ -19,6 +19,7 @@ pub mod pg;
 pub mod pg_sql;
 pub mod process;
 pub mod proxy;
+pub mod roles;
 pub mod server;
 pub mod wait;
 
