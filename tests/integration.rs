@@ -34,3 +34,6 @@ mod resync;
 
 #[path = "scenarios/network.rs"]
 mod network;
+
+#[path = "scenarios/privileges.rs"]
+mod privileges;
