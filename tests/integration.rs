@@ -37,3 +37,6 @@ mod network;
 
 #[path = "scenarios/privileges.rs"]
 mod privileges;
+
+#[path = "scenarios/service.rs"]
+mod service;

@@ -32,6 +32,8 @@ pub struct Bridge {
     pub crm_password: String,
     pub erp_user: String,
     pub erp_password: String,
+    /// `ROWBRIDGE_LOG` for the daemon.
+    pub log_filter: String,
 }
 
 /// Rows as text, NULL as None, for side-by-side comparison.
@@ -111,6 +113,7 @@ impl Bridge {
             crm_password,
             erp_user,
             erp_password,
+            log_filter: "info,rowbridge=trace".into(),
         };
         bridge.write_password_files();
         bridge.write_config("");
@@ -200,7 +203,7 @@ server_id = {server_id}
         let log = std::fs::File::create(self.log_path()).unwrap();
         let mut cmd = rowbridge_command();
         cmd.arg("-c").arg(&self.config).arg("run");
-        cmd.env("ROWBRIDGE_LOG", "info,rowbridge=trace");
+        cmd.env("ROWBRIDGE_LOG", &self.log_filter);
         cmd.stdout(Stdio::null()).stderr(log);
         self.child = Some(spawn_tied(cmd, libc::SIGKILL).expect("spawn rowbridge"));
     }
@@ -417,6 +420,13 @@ pub fn tail(text: &str, n: usize) -> String {
 
 /// Minimal HTTP GET on loopback: (status, body).
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_response(port, path)
+        .await
+        .map(|(code, _, body)| (code, body))
+}
+
+/// Minimal HTTP/1.1 GET on loopback: (status, header block, body; chunked bodies decoded).
+pub async fn http_response(port: u16, path: &str) -> Option<(u16, String, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
@@ -429,9 +439,27 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     s.read_to_end(&mut buf).await.ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Some((code, head.to_string(), body))
+}
+
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
 }
