@@ -170,15 +170,12 @@ pub async fn create_maria_user(
     let mut sql = vec![format!("CREATE USER {account} IDENTIFIED BY '{password}'")];
     let read = existing_maria_tables(my, &plan.erp_read).await;
     let write = existing_maria_tables(my, &plan.erp_write).await;
-    let server_level = match (read.is_empty(), plan.both && !write.is_empty()) {
-        // Reading the binlog; its end position (SHOW MASTER STATUS) for a first start.
-        (false, _) => Some("REPLICATION SLAVE, BINLOG MONITOR"),
-        // Conflict handling orders writes by the target's binlog position.
-        (true, true) => Some("BINLOG MONITOR"),
-        (true, false) => None,
-    };
-    if let Some(privs) = server_level {
-        sql.push(format!("GRANT {privs} ON *.* TO {account}"));
+    if !read.is_empty() {
+        // The binlog dump, and SHOW MASTER STATUS: where a first start begins, and the position
+        // conflict handling orders writes by (a both-ways mapping's ERP side is a source too).
+        sql.push(format!(
+            "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {account}"
+        ));
     }
     for t in &read {
         sql.push(format!("GRANT SELECT ON {t} TO {account}"));
