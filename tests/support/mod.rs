@@ -18,6 +18,7 @@ pub mod mariadb;
 pub mod pg;
 pub mod pg_sql;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod roles;
 pub mod server;
