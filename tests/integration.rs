@@ -40,3 +40,9 @@ mod tls;
 
 #[path = "scenarios/lifecycle.rs"]
 mod lifecycle;
+
+#[path = "scenarios/privileges.rs"]
+mod privileges;
+
+#[path = "scenarios/service.rs"]
+mod service;

@@ -8,7 +8,8 @@ const CRM: &str = "
 CREATE TABLE parts (code text PRIMARY KEY, name text, qty integer);
 CREATE TABLE write_count (n bigint NOT NULL);
 INSERT INTO write_count VALUES (0);
-CREATE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql AS
+CREATE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql
+  SECURITY DEFINER SET search_path = public AS
   $$ BEGIN UPDATE write_count SET n = n + 1; RETURN NULL; END $$;
 CREATE TRIGGER parts_writes AFTER INSERT OR UPDATE OR DELETE ON parts
   FOR EACH ROW EXECUTE FUNCTION count_write();";

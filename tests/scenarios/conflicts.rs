@@ -3,7 +3,9 @@
 //!
 //! Every table counts its writes by who made them (a trigger tells rowbridge's sessions by
 //! their replication origin on PostgreSQL and by `skip_replication` on MariaDB), so a test
-//! can bound rowbridge's writes by the users' and see exactly which side was written.
+//! can bound rowbridge's writes by the users' and see exactly which side was written. The
+//! triggers are the test's code, not the daemon's: on PostgreSQL they run as their owner
+//! (SECURITY DEFINER), so the daemon's role needs no rights on the `writes` table.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,8 @@ const TABLES: [&str; 4] = ["lww", "src", "mrg", "man"];
 fn crm_schema() -> String {
     let mut s = String::from(
         "CREATE TABLE writes (tbl text, who text, n bigint NOT NULL, PRIMARY KEY (tbl, who));
-         CREATE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql AS $$
+         CREATE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql
+           SECURITY DEFINER SET search_path = public AS $$
          BEGIN
            INSERT INTO writes VALUES (TG_TABLE_NAME,
              CASE WHEN pg_replication_origin_session_is_setup() THEN 'rowbridge' ELSE 'user' END, 1)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{free_port, rowbridge_command, spawn_tied, wait_until, MariaServer, PgServer};
+use super::{free_port, roles, rowbridge_command, spawn_tied, wait_until, MariaServer, PgServer};
 
 pub struct Bridge {
     pub pg: &'static PgServer,
@@ -27,6 +27,13 @@ pub struct Bridge {
     /// Ports the daemon is told to use instead of the servers' own (a proxy in between).
     pub crm_port: Option<u16>,
     pub erp_port: Option<u16>,
+    /// The daemon's own least-privilege accounts (see `support::roles`), not the superusers.
+    pub crm_user: String,
+    pub crm_password: String,
+    pub erp_user: String,
+    pub erp_password: String,
+    /// `ROWBRIDGE_LOG` for the daemon.
+    pub log_filter: String,
 }
 
 /// Rows as text, NULL as None, for side-by-side comparison.
@@ -80,9 +87,13 @@ impl Bridge {
         for (name, text) in mappings {
             std::fs::write(dir.join("mappings").join(format!("{name}.toml")), text).unwrap();
         }
-        std::fs::write(dir.join("crm.password"), format!("{}\n", pg.password)).unwrap();
-        std::fs::write(dir.join("erp.password"), format!("{}\n", my.password)).unwrap();
         let slot = format!("rb_{}", crm.to_lowercase());
+        let (crm_user, erp_user) = (format!("rbd_{crm}"), format!("rbd_{erp}"));
+        let crm_password = format!("crm-{:016x}", super::random_u64());
+        let erp_password = format!("erp-{:016x}", super::random_u64());
+        let plan = roles::Plan::from_mappings(&dir.join("mappings"), &erp);
+        roles::create_pg_role(pg, &crm, &crm_user, &crm_password, &plan, &slot).await;
+        roles::create_maria_user(my, &erp, &erp_user, &erp_password, &plan).await;
         let bridge = Bridge {
             pg,
             my,
@@ -98,9 +109,37 @@ impl Bridge {
             starts: 0,
             crm_port: None,
             erp_port: None,
+            crm_user,
+            crm_password,
+            erp_user,
+            erp_password,
+            log_filter: "info,rowbridge=trace".into(),
         };
+        bridge.write_password_files();
         bridge.write_config("");
         bridge
+    }
+
+    fn write_password_files(&self) {
+        std::fs::write(
+            self.dir.join("crm.password"),
+            format!("{}\n", self.crm_password),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir.join("erp.password"),
+            format!("{}\n", self.erp_password),
+        )
+        .unwrap();
+    }
+
+    /// New passwords for the daemon's accounts, on the servers and in the password files.
+    pub async fn set_passwords(&mut self, crm: &str, erp: &str) {
+        let crm_user = (self.crm_user.as_str(), crm);
+        roles::set_passwords(self.pg, self.my, crm_user, (&self.erp_user, erp)).await;
+        self.crm_password = crm.to_string();
+        self.erp_password = erp.to_string();
+        self.write_password_files();
     }
 
     /// (Re)write the config; `extra` is appended to the `[pipeline]` section.
@@ -140,13 +179,13 @@ server_id = {server_id}
             http = self.http_port,
             ph = p.host,
             pp = self.crm_port.unwrap_or(p.port),
-            pu = p.superuser,
+            pu = self.crm_user,
             crm = self.crm,
             slot = self.slot,
             publication = self.publication,
             mh = m.host,
             mp = self.erp_port.unwrap_or(m.port),
-            mu = m.user,
+            mu = self.erp_user,
             erp = self.erp,
             server_id = self.server_id,
         );
@@ -169,7 +208,7 @@ server_id = {server_id}
         let log = std::fs::File::create(self.log_path()).unwrap();
         let mut cmd = rowbridge_command();
         cmd.arg("-c").arg(&self.config).arg("run");
-        cmd.env("ROWBRIDGE_LOG", "info,rowbridge=trace");
+        cmd.env("ROWBRIDGE_LOG", &self.log_filter);
         cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(log);
         self.child = Some(spawn_tied(cmd, libc::SIGKILL).expect("spawn rowbridge"));
@@ -392,6 +431,13 @@ pub fn tail(text: &str, n: usize) -> String {
 
 /// Minimal HTTP GET on loopback: (status, body).
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_response(port, path)
+        .await
+        .map(|(code, _, body)| (code, body))
+}
+
+/// Minimal HTTP/1.1 GET on loopback: (status, header block, body; chunked bodies decoded).
+pub async fn http_response(port: u16, path: &str) -> Option<(u16, String, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
@@ -404,9 +450,27 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     s.read_to_end(&mut buf).await.ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Some((code, head.to_string(), body))
+}
+
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
 }

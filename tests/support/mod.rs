@@ -18,7 +18,9 @@ pub mod mariadb;
 pub mod pg;
 pub mod pg_sql;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
+pub mod roles;
 pub mod server;
 pub mod wait;
 

@@ -202,6 +202,15 @@ impl MysqlSource {
                     "run `rowbridge checkpoint reset` for this flow and `rowbridge resync` the mapped tables",
                 );
             }
+            // The login has already worked on this connection, so an access error here is the
+            // missing replication privilege, although MariaDB words it as a failed login (1045).
+            if matches!(se.code, 1045 | 1227) {
+                return Error::setup(
+                    &self.endpoint,
+                    format!("the server refused to send its binlog: {}", se.message),
+                    "GRANT REPLICATION SLAVE ON *.* TO the rowbridge user (docs/security.md), then reload rowbridge",
+                );
+            }
         }
         Error::mysql(&self.endpoint, e)
     }

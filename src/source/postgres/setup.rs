@@ -172,7 +172,6 @@ async fn ensure_publication(conn: &PgConn, publication: &str, tables: &[&TableRe
         .iter()
         .map(|t| qualified(&t.namespace, &t.table))
         .collect();
-    let hint = "the rowbridge role must own the tables, or create the publication as their owner";
     match exists {
         None => {
             let sql = format!(
@@ -184,7 +183,7 @@ async fn ensure_publication(conn: &PgConn, publication: &str, tables: &[&TableRe
                 Error::setup(
                     &conn.endpoint,
                     format!("cannot create publication: {}", db_message(&e)),
-                    hint,
+                    owner_must_run(&sql),
                 )
             })?;
             tracing::info!(endpoint = %conn.endpoint, publication, "created publication");
@@ -215,7 +214,7 @@ async fn ensure_publication(conn: &PgConn, publication: &str, tables: &[&TableRe
                     Error::setup(
                         &conn.endpoint,
                         format!("cannot extend publication: {}", db_message(&e)),
-                        hint,
+                        owner_must_run(&sql),
                     )
                 })?;
                 tracing::info!(endpoint = %conn.endpoint, publication, added = missing.len(), "extended publication");
@@ -276,6 +275,13 @@ async fn ensure_slot(conn: &PgConn, slot: &str, checkpoint: Option<&Position>) -
         }
     }
     Ok(())
+}
+
+/// PostgreSQL 15 lets only a table's owner add it to a publication, and a least-privilege role
+/// owns no mapped table (docs/security.md): an administrator runs the statement once, then
+/// `systemctl reload rowbridge` makes the stopped flow try again.
+fn owner_must_run(sql: &str) -> String {
+    format!("as the owner of the tables (or a superuser) run: {sql}; then reload rowbridge")
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
