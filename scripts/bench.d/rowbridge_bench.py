@@ -513,13 +513,23 @@ def lag(env, source, rates, secs, seeded, kill_at=None):
                 pid, stmt = env.probe_sql(source)
                 probe_times[pid] = time.time() - start
                 stmts = [stmt]
-                for j in range(n - 1):
-                    if j % 3 == 2:
-                        next_id += 1
-                        stmts.append(f"INSERT INTO cust SELECT {row.format(i=next_id)[1:-1]};")
+                # The other n - 1 changes: a third inserts, the rest updates of distinct rows,
+                # as one multi-row statement each (the load generator must not be the limit).
+                inserts = (n - 1) // 3
+                updates = n - 1 - inserts
+                if inserts:
+                    a, b = next_id + 1, next_id + inserts
+                    next_id = b
+                    if source == "crm":
+                        stmts.append(f"INSERT INTO cust SELECT {row.format(i='g')[1:-1]} "
+                                     f"FROM generate_series({a}, {b}) g;")
                     else:
-                        key = 1 + (sent * 7919 + j) % seeded
-                        stmts.append(f"UPDATE cust SET credit_limit = credit_limit + 1 WHERE id = {key};")
+                        stmts.append(f"INSERT INTO cust SELECT {row.format(i='seq')[1:-1]} "
+                                     f"FROM seq_{a}_to_{b};")
+                if updates:
+                    base = (sent * 7919) % seeded
+                    keys = ",".join(str(1 + (base + j) % seeded) for j in range(updates))
+                    stmts.append(f"UPDATE cust SET credit_limit = credit_limit + 1 WHERE id IN ({keys});")
                 pipe.stdin.write("BEGIN;\n" + "\n".join(stmts) + "\nCOMMIT;\n")
                 pipe.stdin.flush()
                 sent += n

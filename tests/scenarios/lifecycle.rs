@@ -129,7 +129,19 @@ async fn notify_protocol_and_reload_of_config_and_mappings() {
     )
     .await;
 
-    // The fixed file: the reload starts a flow with both mappings.
+    // The fixed file, after the DBA's part (the daemon's roles are least-privilege: the new
+    // table joins the publication and gets its grants): the reload starts a flow with both
+    // mappings.
+    b.crm_exec(&format!(
+        "ALTER PUBLICATION \"{}\" ADD TABLE tools; GRANT SELECT ON tools TO \"{}\"",
+        b.publication, b.crm_user
+    ))
+    .await;
+    b.erp_exec(&format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON tools TO '{}'@'127.0.0.1'",
+        b.erp_user
+    ))
+    .await;
     std::fs::write(&tools, mapping("tools")).unwrap();
     b.signal(libc::SIGHUP);
     notify.expect("RELOADING=1", Duration::from_secs(10), &log);
