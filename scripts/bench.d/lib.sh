@@ -6,6 +6,7 @@
 #   SEED       workload seed (default 42)
 #   DEADLINE   seconds to wait for the target to converge (default 900)
 #   KEEP=1     leave the work directory (logs) behind; servers are always stopped
+#   BENCH_CACHE=DIR  keep the generated seed/backlog SQL there for the next run (default: regenerate)
 # Contract: progress goes to stderr; stdout gets exactly one JSON line, a result or {"error": ...}.
 # Exit 0 = result, 2 = the peer cannot run here (JSON says why), 1 = unexpected failure (JSON too).
 
@@ -104,14 +105,20 @@ my_create() { # my_create PORT DB
     myq "$1" "$2" < "$BENCH_D/schema-mariadb.sql"
 }
 gen() { python3 "$BENCH_D/workload.py" "$@" --rows "$SEED_ROWS" --changes "$CHANGES" --batch "$BATCH" --seed "$SEED"; }
-pg_seed() { gen seed --dialect pg | pgq "$1" -d "$2" -o /dev/null; pgq "$1" -d "$2" -c "VACUUM ANALYZE customer"; }
-my_seed() { gen seed --dialect mariadb | myq "$1" "$2"; }
-# Backlog: generated to a file first so the load rate is the database's, not the generator's.
-gen_backlog() { # gen_backlog DIALECT -> path
-    local f="$WORK/backlog.$1.sql"
-    [ -s "$f" ] || gen changes --dialect "$1" > "$f"
+# gen_file seed|changes DIALECT -> path of the generated SQL: in $WORK, or in $BENCH_CACHE (if set)
+# where the files are kept for the next run with the same settings (1M changes: ~200 MB per dialect).
+gen_file() {
+    local dir=${BENCH_CACHE:-$WORK} f
+    f="$dir/$1.$2.rows$SEED_ROWS.changes$CHANGES.batch$BATCH.seed$SEED.sql"
+    if [ "$1" = seed ]; then f="$dir/seed.$2.rows$SEED_ROWS.seed$SEED.sql"; fi
+    mkdir -p "$dir"
+    [ -s "$f" ] || { gen "$1" --dialect "$2" > "$f.tmp" && mv "$f.tmp" "$f"; }
     echo "$f"
 }
+pg_seed() { pgq "$1" -d "$2" -o /dev/null -f "$(gen_file seed pg)"; pgq "$1" -d "$2" -c "VACUUM ANALYZE customer"; }
+my_seed() { myq "$1" "$2" < "$(gen_file seed mariadb)"; }
+# Backlog: generated to a file first so the load rate is the database's, not the generator's.
+gen_backlog() { gen_file changes "$1"; }
 pg_backlog() { pgq "$1" -d "$2" -o /dev/null -f "$(gen_backlog pg)"; }
 my_backlog() { myq "$1" "$2" < "$(gen_backlog mariadb)"; }
 
@@ -172,5 +179,6 @@ PY
 }
 CLK_TCK=$(getconf CLK_TCK)
 ticks_to_s() { python3 -c "print(round(($2 - $1) / $CLK_TCK, 2))"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }  # other work on the machine skews the numbers: record it
 rate() { python3 -c "print(round($1 / $2, 1))"; }
 secs() { python3 -c "print(round($2 - $1, 3))"; }

@@ -85,7 +85,7 @@ log "backlog committed in ${load_s}s; delta rows / distinct keys: $DELTA_ROWS; s
 
 # ---- timed drain -------------------------------------------------------------------------------
 cpu0=$(cpu_ticks "${DB_PIDS[@]}")
-T0=$(now)
+LOAD0=$(loadavg); T0=$(now)
 bc start "benchmark" >"$WORK/start.log" 2>&1 || fail_json 1 "bucardo start failed" "$WORK/start.log" "$WORK/bucardo-log/log.bucardo"
 bc kick bench >>"$WORK/start.log" 2>&1 || true
 if ! wait_converged "$T0" "$WANT_PROBE" "$WANT_SUM" my_probe "$DST" bench -- my_checksum "$DST" bench; then
@@ -97,9 +97,11 @@ S=$(secs "$T0" "$CONVERGED_AT")
 BUCARDO_CPU=$(ticks_to_s 0 "$(cpu_ticks $(head -qn1 "$WORK"/bucardo-run/bucardo.mcp.pid 2>/dev/null))")
 # Bucardo's own record of the run(s): deletes/inserts applied and the apply time without startup
 RUNS=$(pgv "$SRC" bucardo -c "SELECT count(*) || ' run(s): ' || sum(deletes) || ' deletes, ' || sum(inserts) || ' inserts, ' || round(extract(epoch FROM max(ended) - min(started))::numeric, 3) || ' s from first start to last end' FROM bucardo.syncrun WHERE sync = 'bench' AND ended IS NOT NULL" 2>/dev/null || true)
+APPLIED=$(pgv "$SRC" bucardo -c "SELECT coalesce(sum(deletes + inserts), 0) FROM bucardo.syncrun WHERE sync = 'bench'" 2>/dev/null || echo 0)
 log "converged after ${S}s; bucardo.syncrun: $RUNS"
 json peer=bucardo direction="pg->mariadb" changes:="$CHANGES" seconds:="$S" changes_per_s:="$(rate "$CHANGES" "$S")" \
     version="$VERSION" seed_rows:="$SEED_ROWS" batch:="$BATCH" source_load_s:="$load_s" \
-    server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" bucardo_cpu_s:="$BUCARDO_CPU" \
-    delta_rows_distinct_keys="$DELTA_ROWS" syncrun="$RUNS" source_triggers="$TRIGGERS" \
-    notes="trigger-based; time from bucardo start + kick (daemon startup included, ~1-2 s) to target checksum = source checksum; Bucardo collapses the backlog to its distinct changed keys (see delta_rows_distinct_keys) and applies them as DELETE ... IN + one INSERT per row in one transaction; the source load also paid for the delta triggers; server_cpu_s = PG + MariaDB during the drain, bucardo_cpu_s = the Bucardo daemons (MCP tree)"
+    loadavg_before="$LOAD0" server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" bucardo_cpu_s:="$BUCARDO_CPU" \
+    delta_rows_distinct_keys="$DELTA_ROWS" syncrun="$RUNS" \
+    target_row_ops_per_s:="$(rate "$APPLIED" "$S")" source_triggers="$TRIGGERS" \
+    notes="trigger-based; time from bucardo start + kick (daemon startup included, ~1-2 s) to target checksum = source checksum; Bucardo collapses the backlog to its distinct changed keys (see delta_rows_distinct_keys; target_row_ops_per_s = its DELETEs + INSERTs per second) and applies them as DELETE ... IN + one INSERT per row in one transaction; the source load also paid for the delta triggers; server_cpu_s = PG + MariaDB during the drain, bucardo_cpu_s = the Bucardo daemons (MCP tree)"

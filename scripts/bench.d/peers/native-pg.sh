@@ -22,11 +22,11 @@ gen_backlog pg >/dev/null
 log "loading the backlog into the source"
 t=$(now); pg_backlog "$SRC" bench; load_s=$(secs "$t" "$(now)")
 WANT_PROBE=$(pg_probe "$SRC" bench); WANT_SUM=$(pg_checksum "$SRC" bench)
-END_LSN=$(pgv "$SRC" bench -c "SELECT pg_current_wal_lsn()")
+END_LSN=$(pgv "$SRC" bench -c "SELECT pg_current_wal_insert_lsn()")
 log "backlog committed in ${load_s}s (end LSN $END_LSN); source: $WANT_PROBE"
 
 cpu0=$(cpu_ticks "${DB_PIDS[@]}")
-T0=$(now)
+LOAD0=$(loadavg); T0=$(now)
 pgv "$DST" bench -c "ALTER SUBSCRIPTION bench_sub ENABLE"
 if ! wait_converged "$T0" "$WANT_PROBE" "$WANT_SUM" pg_probe "$DST" bench -- pg_checksum "$DST" bench; then
     fail_json 1 "target did not converge within ${DEADLINE}s (target probe: $LAST_PROBE, want $WANT_PROBE)" "$WORK/dst/postgres.log"
@@ -36,5 +36,5 @@ S=$(secs "$T0" "$CONVERGED_AT")
 log "converged after ${S}s"
 json peer=native-pg direction="pg->pg" changes:="$CHANGES" seconds:="$S" changes_per_s:="$(rate "$CHANGES" "$S")" \
     version="$("$PG_BIN/postgres" --version)" seed_rows:="$SEED_ROWS" batch:="$BATCH" \
-    source_load_s:="$load_s" server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" \
+    source_load_s:="$load_s" loadavg_before="$LOAD0" server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" \
     notes="PG 15 built-in pub/sub, one apply worker, streaming=off, binary=false, copy_data=false; both clusters fsync=off synchronous_commit=off; time from ALTER SUBSCRIPTION ENABLE to target checksum = source checksum (probe every 0.25 s); server_cpu_s = both clusters (walsender + apply worker + checks) during the drain"

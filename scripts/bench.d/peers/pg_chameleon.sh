@@ -133,7 +133,7 @@ stop_chameleon() { # SIGINT to the main process (its graceful stop; read/replay 
 }
 PEER_CLEANUP=stop_chameleon
 cpu0=$(cpu_ticks "${DB_PIDS[@]}")
-T0=$(now)
+LOAD0=$(loadavg); T0=$(now)
 "${CH_RUN[@]}" start_replica --config default --source mysql >"$WORK/replica.log" 2>&1 &
 CH_PID=$!  # runuser (or chameleon itself when not root)
 ok=1
@@ -145,5 +145,5 @@ S=$(secs "$T0" "$CONVERGED_AT")
 log "converged after ${S}s"
 json peer=pg_chameleon direction="mariadb->pg" changes:="$CHANGES" seconds:="$S" changes_per_s:="$(rate "$CHANGES" "$S")" \
     version="$VERSION" seed_rows:="$SEED_ROWS" batch:="$BATCH" source_load_s:="$load_s" init_replica_s:="$init_s" \
-    server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" chameleon_cpu_s:="$CH_CPU" \
+    loadavg_before="$LOAD0" server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" chameleon_cpu_s:="$CH_CPU" \
     notes="binlog file/position (gtid_enable false), replica_batch_size ${CHAMELEON_BATCH:-10000}, replay_max_rows ${CHAMELEON_REPLAY_ROWS:-10000}, sleep_loop 1; time from start_replica (process startup included) to target checksum = source checksum; init_replica (copy of the seed rows) not included; server_cpu_s = MariaDB + PG during the drain, chameleon_cpu_s = the chameleon processes"

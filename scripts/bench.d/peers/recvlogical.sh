@@ -21,7 +21,9 @@ done
 gen_backlog pg >/dev/null
 log "loading the backlog into the source"
 t=$(now); pg_backlog "$SRC" bench; load_s=$(secs "$t" "$(now)")
-END_LSN=$(pgv "$SRC" bench -c "SELECT pg_current_wal_lsn()")
+# The insert position, not pg_current_wal_lsn(): with synchronous_commit=off the write position
+# can lag the last commit, and --endpos there cuts off the backlog's last transaction.
+END_LSN=$(pgv "$SRC" bench -c "SELECT pg_current_wal_insert_lsn()")
 log "backlog committed in ${load_s}s, end LSN $END_LSN"
 
 for plugin in pgoutput test_decoding; do
@@ -29,7 +31,7 @@ for plugin in pgoutput test_decoding; do
     [ "$plugin" = pgoutput ] && opts=(-o proto_version=1 -o publication_names=bench_pub)
     [ "$plugin" = test_decoding ] && opts=(-o skip-empty-xacts=1)
     cpu0=$(cpu_ticks "${DB_PIDS[@]}")
-    T0=$(now)
+    LOAD0=$(loadavg); T0=$(now)
     # --no-loop: exit instead of reconnecting; -s 1: feedback once a second (as a daemon would)
     timeout "$DEADLINE" "$PG_BIN/pg_recvlogical" -h 127.0.0.1 -p "$SRC" -U postgres -d bench \
         --slot "bench_$plugin" --start --endpos "$END_LSN" --no-loop -s 1 -f /dev/null "${opts[@]}" \
@@ -42,6 +44,6 @@ for plugin in pgoutput test_decoding; do
     json peer="recvlogical-$plugin" direction="pg->/dev/null" changes:="$CHANGES" seconds:="$S" \
         changes_per_s:="$(rate "$CHANGES" "$S")" version="$("$PG_BIN/pg_recvlogical" --version)" \
         seed_rows:="$SEED_ROWS" batch:="$BATCH" source_load_s:="$load_s" \
-        server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" \
+        loadavg_before="$LOAD0" server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" \
         notes="decode ceiling: walsender decoding with $plugin ${opts[*]} to pg_recvlogical -f /dev/null, timed from start until exit at --endpos $END_LSN; server_cpu_s = the PG cluster (walsender) during the drain, pg_recvlogical itself not counted"
 done
