@@ -52,15 +52,16 @@ dbpass = postgres
 piddir = $WORK/bucardo-run
 logdest = $WORK/bucardo-log
 RC
-bc() { bucardo --bucardorc "$WORK/bucardorc" --quiet "$@"; }
+# Run from $WORK: `bucardo stop` writes bucardo.restart.reason.{txt,log} into the current directory.
+bc() { (cd "$WORK" && bucardo --bucardorc "$WORK/bucardorc" --quiet "$@"); }
 PEER_CLEANUP=bucardo_stop
 bucardo_stop() { bc stop >/dev/null 2>&1; sleep 1; pkill_bucardo; }
 pkill_bucardo() { # only the processes of this run: their pid files are in our piddir
     local f
     for f in "$WORK"/bucardo-run/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; true
 }
-bucardo --bucardorc "$WORK/bucardorc" install --batch --quiet --dbhost 127.0.0.1 --dbport "$SRC" \
-    --dbuser postgres --dbname postgres --pid-dir "$WORK/bucardo-run" >"$WORK/install.log" 2>&1 \
+(cd "$WORK" && bucardo --bucardorc "$WORK/bucardorc" install --batch --quiet --dbhost 127.0.0.1 --dbport "$SRC" \
+    --dbuser postgres --dbname postgres --pid-dir "$WORK/bucardo-run") >"$WORK/install.log" 2>&1 \
     || fail_json 2 "bucardo install failed" "$WORK/install.log"
 bc set "log_conflict_file=$WORK/bucardo-log/conflict.log" "warning_file=$WORK/bucardo-log/warning.log" \
     "reason_file=$WORK/bucardo-log/restart.reason" >"$WORK/setup.log" 2>&1
