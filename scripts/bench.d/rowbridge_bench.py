@@ -9,6 +9,7 @@ Prints one JSON object per scenario on stdout (and writes them all to --out).
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,24 @@ MY_ROW = """({i}, CONCAT('Customer ', {i}, ' Holding GmbH & Co. KG'), CONCAT('cu
   TIMESTAMP '2024-01-01 00:00:00' + INTERVAL ({i} % 86400) SECOND, TIMESTAMP '2024-06-01 00:00:00')"""
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def workload_sql(kind, dialect, rows, changes, table, cache):
+    """The shared workload (workload.py, the same the peers run) for `table`, cached as a file."""
+    path = os.path.join(cache, f"{kind}-{dialect}-{rows}-{changes}-{table}.sql")
+    if not os.path.exists(path):
+        args = [sys.executable, os.path.join(HERE, "workload.py"), kind, "--dialect", dialect,
+                "--rows", str(rows)]
+        if kind == "changes":
+            args += ["--changes", str(changes)]
+        text = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        with open(path + ".tmp", "w") as f:
+            f.write(re.sub(r"\bcustomer\b", table, text))
+        os.rename(path + ".tmp", path)
+    return path
+
+
 class Env:
     def __init__(self, args):
         self.args = args
@@ -53,6 +72,8 @@ class Env:
         self.work = tempfile.mkdtemp(prefix="rowbridge-bench-", dir=args.work)
         os.chmod(self.work, 0o755)
         self.http = args.http_port
+        self.cache = args.cache or os.path.join(self.work, "cache")
+        os.makedirs(self.cache, exist_ok=True)
 
     # -- SQL ---------------------------------------------------------------------------------
     def pg(self, sql, db="crm"):
@@ -130,6 +151,31 @@ class Env:
                 raise RuntimeError(f"probe {pid} of {side} not applied within {timeout} s")
             time.sleep(0.05)
         return time.time()
+
+    def run_file(self, side, path, db=None):
+        with open(path) as f:
+            if side == "crm":
+                out = subprocess.run(
+                    ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                     str(self.args.pg_port), "-U", "postgres", "-d", db or "crm"], stdin=f,
+                    capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "postgres"})
+            else:
+                out = subprocess.run(
+                    ["mariadb", "-h", "127.0.0.1", "-P", str(self.args.my_port), "-uroot",
+                     "-proot", "erp"], stdin=f, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"{side} {path}: {out.stderr.strip()[:2000]}")
+
+    def shared_table(self, table, side, rows, db=None):
+        """The peers' customer table as `table`, seeded with the shared workload's rows."""
+        dialect = "pg" if side == "crm" else "mariadb"
+        with open(os.path.join(HERE, f"schema-{dialect}.sql")) as f:
+            ddl = re.sub(r"\bcustomer\b", table, f.read())
+        if side == "crm":
+            self.pg(ddl, db=db or "crm")
+        else:
+            self.my(ddl)
+        self.run_file(side, workload_sql("seed", dialect, rows, 0, table, self.cache), db)
 
     # -- tables ------------------------------------------------------------------------------
     def create(self, table, side):
@@ -215,7 +261,7 @@ DROP PROCEDURE bench_backlog;""")
                        f"FROM {table}").replace("\t", " ")
 
     # -- the daemon --------------------------------------------------------------------------
-    def write_config(self, mappings, pipeline=""):
+    def write_config(self, mappings, pipeline="", extra=""):
         mdir = os.path.join(self.work, "mappings")
         os.makedirs(mdir, exist_ok=True)
         for f in os.listdir(mdir):
@@ -258,7 +304,7 @@ user = "root"
 database = "erp"
 password_file = "{self.work}/erp.pw"
 server_id = 4343
-""")
+{extra}""")
 
     def reset_store(self):
         subprocess.run(["rm", "-rf", os.path.join(self.work, "store")], check=True)
@@ -344,19 +390,21 @@ def drain(env, directions, changes, seeded, pipeline="", label=None):
     env.reset_store()
     mappings, pairs = {}, []
     for src in directions:
-        table = f"cust_{src}"
-        env.create(table, src)
-        env.create(table, other(src))
-        env.seed(table, src, seeded)
-        env.seed(table, other(src), seeded)
+        table = f"customer_{src}"
+        env.shared_table(table, src, seeded)
+        env.shared_table(table, other(src), seeded)
         mappings[table] = (src, other(src), table, table)
         pairs.append((table, src, table, other(src)))
+        # Generated before the clock starts.
+        workload_sql("changes", "pg" if src == "crm" else "mariadb", seeded, changes, table, env.cache)
     env.write_config(mappings, pipeline)
     env.start()  # creates the slot / takes the binlog position
     env.stop()
     t = time.time()
-    threads = [threading.Thread(target=env.backlog, args=(f"cust_{src}", src, changes, seeded))
-               for src in directions]
+    def load(src):
+        dialect = "pg" if src == "crm" else "mariadb"
+        env.run_file(src, workload_sql("changes", dialect, seeded, changes, f"customer_{src}", env.cache))
+    threads = [threading.Thread(target=load, args=(src,)) for src in directions]
     for th in threads:
         th.start()
     for th in threads:
@@ -381,13 +429,71 @@ def drain(env, directions, changes, seeded, pipeline="", label=None):
     return {
         "scenario": label or f"drain {'+'.join(d + '->' + other(d) for d in directions)}",
         "changes": total,
-        "transaction_size": 100,
+        "transaction_size": 500,
         "seconds": round(secs, 2),
         "changes_per_second": round(total / secs),
         "daemon_cpu_us_per_change": round(cpu * 1e6 / total, 2),
         "servers_cpu_us_per_change": round((s1 - s0) * 1e6 / total, 2),
         "peak_rss_mib": round(rss, 1),
         "backlog_generation_seconds": round(generated, 1),
+    }
+
+
+def drain_pg_pg(env, changes, seeded):
+    """rowbridge between two PostgreSQL databases (crm -> crm2 on the same server), the
+    workload of the native publication/subscription peer."""
+    env.fresh_databases()
+    env.reset_store()
+    env.pg("DROP DATABASE IF EXISTS crm2 WITH (FORCE); CREATE DATABASE crm2;", db="postgres")
+    table = "customer_crm"
+    env.shared_table(table, "crm", seeded)
+    env.shared_table(table, "crm", seeded, db="crm2")
+    path = workload_sql("changes", "pg", seeded, changes, table, env.cache)
+    env.write_config({}, extra=f"""[endpoints.pg2]
+kind = "postgres"
+host = "127.0.0.1"
+port = {env.args.pg_port}
+user = "postgres"
+database = "crm2"
+password_file = "{env.work}/crm.pw"
+""")
+    mdir = os.path.join(env.work, "mappings")
+    for f in os.listdir(mdir):
+        os.remove(os.path.join(mdir, f))
+    cols = "\n".join(f'{c} = "{c}"' for c in COLUMNS)
+    with open(os.path.join(mdir, "pg2.toml"), "w") as f:
+        f.write(f'key = ["id"]\n[source]\nendpoint = "crm"\ntable = "{table}"\n[target]\n'
+                f'endpoint = "pg2"\ntable = "{table}"\n[columns]\n{cols}\n')
+    env.start()
+    env.stop()
+    env.run_file("crm", path)
+    end = env.pg("SELECT max(updated_at) FROM " + table)
+    count = env.pg(f"SELECT count(*) FROM {table}")
+    t0 = time.time()
+    env.start()
+    c0 = env.cpu_seconds()
+    deadline = time.time() + 3600
+    q = f"SELECT count(*) = {count} AND max(updated_at) = '{end}' FROM {table}"
+    while env.pg(q, db="crm2") != "t":
+        if time.time() > deadline:
+            raise RuntimeError("pg -> pg drain did not converge")
+        time.sleep(0.1)
+    secs = time.time() - t0
+    cpu = env.cpu_seconds() - c0
+    rss = env.rss_mib()
+    env.stop()
+    a = env.pg(f"SELECT count(*), sum(id), sum(credit_limit) FROM {table}")
+    b = env.pg(f"SELECT count(*), sum(id), sum(credit_limit) FROM {table}", db="crm2")
+    if a != b:
+        raise RuntimeError(f"pg -> pg: source {a} != target {b}")
+    return {
+        "scenario": "drain crm->pg2 (PostgreSQL to PostgreSQL)",
+        "changes": changes,
+        "transaction_size": 500,
+        "seconds": round(secs, 2),
+        "changes_per_second": round(changes / secs),
+        "daemon_cpu_us_per_change": round(cpu * 1e6 / changes, 2),
+        "peak_rss_mib": round(rss, 1),
     }
 
 
@@ -586,12 +692,13 @@ def main():
     ap.add_argument("--http-port", type=int, required=True)
     ap.add_argument("--work", default="/tmp")
     ap.add_argument("--changes", type=int, default=1_000_000)
-    ap.add_argument("--seed-rows", type=int, default=300_000)
+    ap.add_argument("--seed-rows", type=int, default=200_000)
     ap.add_argument("--resync-rows", type=int, default=1_000_000)
     ap.add_argument("--lag-seconds", type=int, default=60)
     ap.add_argument("--lag-rates", default="1000,5000")
-    ap.add_argument("--only", default="drain,checkpoint,resync,lag,kill")
+    ap.add_argument("--only", default="drain,pgpg,checkpoint,resync,lag,kill")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cache", help="folder for the generated workload SQL (kept between runs)")
     args = ap.parse_args()
     env = Env(args)
     only = args.only.split(",")
@@ -609,6 +716,8 @@ def main():
         record(drain(env, ["crm"], n, seeded))
         record(drain(env, ["erp"], n, seeded))
         record(drain(env, ["crm", "erp"], n, seeded))
+    if "pgpg" in only:
+        record(drain_pg_pg(env, n, seeded))
     if "checkpoint" in only:
         record(drain(env, ["crm"], n, seeded, "status_interval_ms = 60000",
                      label="drain crm->erp, checkpoint made durable every 60 s"))

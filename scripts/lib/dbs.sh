@@ -6,6 +6,7 @@
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 DB_PIDS=()
+DB_PIDFILES=()
 
 as_pg_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi
@@ -32,6 +33,7 @@ start_pg() { # start_pg DIR PORT  (superuser postgres, password postgres)
         -c max_wal_senders=16 -c wal_sender_timeout=10s -c fsync=off -c synchronous_commit=on \
         -c shared_buffers=256MB >"$dir/postgres.log" 2>&1 &
     DB_PIDS+=($!)
+    DB_PIDFILES+=("$dir/data/postmaster.pid")
     wait_for 60 "postgres on port $port" "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$port" -q
 }
 
@@ -47,14 +49,30 @@ start_mariadb() { # start_mariadb DIR PORT  (root, password root)
         --collation-server=utf8mb4_unicode_ci --innodb-flush-log-at-trx-commit=2 \
         --innodb-buffer-pool-size=256M --skip-name-resolve --log-error="$dir/error.log" &
     DB_PIDS+=($!)
+    DB_PIDFILES+=("$dir/mysql.pid")
     wait_for 60 "mariadb on port $port" mariadb --socket="$dir/mysql.sock" -uroot -e 'SELECT 1'
     mariadb --socket="$dir/mysql.sock" -uroot -e \
         "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY 'root'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
 }
 
 stop_dbs() {
-    local pid
+    # The servers themselves, by their pid files: $! is the runuser wrapper for PostgreSQL, and
+    # killing it would leave the postmaster running. SIGINT = PostgreSQL's fast shutdown.
+    local f pid pids=()
+    for f in "${DB_PIDFILES[@]}"; do
+        pid=$(head -n1 "$f" 2>/dev/null || true)
+        [[ $pid =~ ^[0-9]+$ ]] || continue
+        if [[ $f == *postmaster.pid ]]; then kill -INT "$pid" 2>/dev/null || true
+        else kill -TERM "$pid" 2>/dev/null || true; fi
+        pids+=("$pid")
+    done
     for pid in "${DB_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${DB_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    local deadline=$((SECONDS + 30))
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
     DB_PIDS=()
+    DB_PIDFILES=()
 }
