@@ -47,7 +47,7 @@ fn describe() {
     describe_counter!(
         CHANGES_APPLIED,
         Unit::Count,
-        "Target operations committed by a flow."
+        "Target operations committed, by flow and mapping."
     );
     describe_counter!(
         CHANGES_FAILED,

@@ -285,8 +285,7 @@ impl Applier {
             metrics::histogram!(m::APPLY_SECONDS, "flow" => flow.clone())
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!(m::BATCH_ROWS, "flow" => flow.clone()).record(ops.len() as f64);
-            metrics::counter!(m::CHANGES_APPLIED, "flow" => flow.clone())
-                .increment(applied.rows as u64);
+            self.count_applied(&txns, &origins, &failed_idx);
             written = applied.rows as u64;
             for (idx, err) in applied.failed {
                 let o = &origins[idx];
@@ -746,6 +745,33 @@ impl Applier {
             g.written_at = Some(sink.position(false).await?);
         }
         Ok(g)
+    }
+
+    /// `rowbridge_changes_applied_total{flow, mapping}`: the batch's operations that committed,
+    /// by mapping (looked up once per source table and binding, not per row).
+    fn count_applied(&self, txns: &[Transaction], origins: &[Origin], failed: &[usize]) {
+        let mut counts: HashMap<(usize, usize), u64> = HashMap::new();
+        let mut failed = failed.to_vec();
+        failed.sort_unstable();
+        let mut failed = failed.into_iter().peekable();
+        for (i, o) in origins.iter().enumerate() {
+            if failed.peek() == Some(&i) {
+                failed.next();
+                continue;
+            }
+            let table = Arc::as_ptr(&txns[o.txn].changes[o.change].table) as usize;
+            *counts.entry((table, o.binding)).or_default() += 1;
+        }
+        for ((table, binding), n) in counts {
+            let mapping = self
+                .bound
+                .get(&table)
+                .and_then(|v| v.get(binding))
+                .map(|b| b.mapping.name.clone())
+                .unwrap_or_default();
+            metrics::counter!(m::CHANGES_APPLIED, "flow" => self.flow.clone(), "mapping" => mapping)
+                .increment(n);
+        }
     }
 
     pub(super) fn binding_name(&self, change: &RowChange, binding: usize) -> String {
