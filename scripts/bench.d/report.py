@@ -35,6 +35,80 @@ def table(rows, cols):
     return out
 
 
+def goals(results, peers):
+    """Issue 8's goals next to what this run measured."""
+    by = {r["scenario"]: r for r in results}
+    peer = {p.get("peer"): p for p in peers if not p.get("error")}
+
+    def rate(name):
+        return by.get(name, {}).get("changes_per_second")
+
+    def prate(name):
+        return peer.get(name, {}).get("changes_per_s")
+
+    rows = []
+
+    def add(goal, measured, ok):
+        mark = "n/a" if ok is None else ("met" if ok else "**not met**")
+        rows.append({"goal": goal, "measured": measured, "verdict": mark})
+
+    ce, ec = rate("drain crm->erp"), rate("drain erp->crm")
+    both, pgpg = rate("drain crm->erp+erp->crm"), rate("drain crm->pg2 (PostgreSQL to PostgreSQL)")
+    if ce and ec:
+        add(">= 20 000 changes/s each direction", f"{ce:,} (CRM->ERP), {ec:,} (ERP->CRM)",
+            min(ce, ec) >= 20000)
+    if ce and prate("bucardo"):
+        b = prate("bucardo")
+        add("PG->MariaDB >= 3x Bucardo", f"{ce / b:.1f}x ({ce:,} vs {b:,.0f})", ce >= 3 * b)
+    if ec and prate("pg_chameleon"):
+        c = prate("pg_chameleon")
+        add("MariaDB->PG >= 5x pg_chameleon", f"{ec / c:.1f}x ({ec:,} vs {c:,.0f})", ec >= 5 * c)
+    if pgpg and prate("native-pg"):
+        n = prate("native-pg")
+        add("PG->PG >= 1.0x native pub/sub", f"{pgpg / n:.2f}x ({pgpg:,} vs {n:,.0f})", pgpg >= n)
+    if ce and prate("recvlogical-pgoutput"):
+        d = prate("recvlogical-pgoutput")
+        add("drain >= 0.5x decode ceiling (pg_recvlogical, pgoutput)",
+            f"{ce / d:.2f}x ({ce:,} vs {d:,.0f})", ce >= 0.5 * d)
+    if both and ce and ec:
+        add("both directions at once >= 0.9x the better single one",
+            f"{both / max(ce, ec):.2f}x ({both:,} vs {max(ce, ec):,})", both >= 0.9 * max(ce, ec))
+    for r in results:
+        if r["scenario"].startswith("lag") and "SIGKILL" not in r["scenario"]:
+            add(f"{r['scenario']}: p50 <= 50 ms, p99 <= 250 ms",
+                f"p50 {r['lag_ms_p50']} ms, p99 {r['lag_ms_p99']} ms, max {r['lag_ms_max']} ms",
+                r["lag_ms_p50"] <= 50 and r["lag_ms_p99"] <= 250)
+    for r in results:
+        if r["scenario"].startswith("resync"):
+            want = 0.7 if "empty" in r["scenario"] else 0.35
+            add(f"{r['scenario']} >= {want}x bulk load", f"{r['ratio_to_bulk_load']}x",
+                r["ratio_to_bulk_load"] >= want)
+    for r in results:
+        if r["scenario"].startswith("drain") and "servers_cpu_us_per_change" in r:
+            d, sv = r["daemon_cpu_us_per_change"], r["servers_cpu_us_per_change"]
+            add(f"{r['scenario']}: rowbridge CPU <= 0.25x servers, ~<= 10 us/change",
+                f"{d} us vs servers {sv} us ({d / sv:.2f}x)", d <= 0.25 * sv or d <= 10)
+    peaks = [r["peak_rss_mib"] for r in results if r["scenario"].startswith("drain")]
+    if peaks:
+        add("RSS <= 128 MiB steady (drains)", f"max {max(peaks)} MiB", max(peaks) <= 128)
+    rpeaks = [r["peak_rss_mib"] for r in results if r["scenario"].startswith("resync")]
+    if rpeaks:
+        add("RSS <= 512 MiB during resync", f"max {max(rpeaks)} MiB", max(rpeaks) <= 512)
+    long = rate("drain crm->erp, checkpoint made durable every 60 s")
+    if ce and long:
+        overhead = (long - ce) / long
+        add("checkpoint overhead <= 5 %", f"{overhead * 100:.1f} % ({ce:,} at 1 s vs {long:,} at 60 s)",
+            overhead <= 0.05)
+    for r in results:
+        if "SIGKILL" in r["scenario"]:
+            add("after SIGKILL under load: caught up within 10 s",
+                f"restart {r['restart_seconds']} s, probes late by > 1 s until "
+                f"{r['caught_up_s_after_kill']} s after the kill, max lag {r['lag_ms_max_after_kill']} ms",
+                r["caught_up_s_after_kill"] <= 10)
+    return (["## Goals (issue 8) against this run", ""]
+            + table(rows, [("goal", "goal"), ("measured", "measured"), ("verdict", "verdict")]) + [""])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -121,6 +195,10 @@ def main():
         md.append("")
     else:
         md += ["Not run in this pass (`scripts/bench --only peers`).", ""]
+    md += goals(results, peers)
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+    if os.path.exists(notes):
+        md += [open(notes).read().rstrip(), ""]
     md += ["## Raw results", "", "`bench-results/results.json`, `bench-results/peers.jsonl`.", ""]
     print("\n".join(md))
 

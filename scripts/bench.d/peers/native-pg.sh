@@ -37,4 +37,4 @@ log "converged after ${S}s"
 json peer=native-pg direction="pg->pg" changes:="$CHANGES" seconds:="$S" changes_per_s:="$(rate "$CHANGES" "$S")" \
     version="$("$PG_BIN/postgres" --version)" seed_rows:="$SEED_ROWS" batch:="$BATCH" \
     source_load_s:="$load_s" loadavg_before="$LOAD0" server_cpu_s:="$(ticks_to_s "$cpu0" "$cpu1")" \
-    notes="PG 15 built-in pub/sub, one apply worker, streaming=off, binary=false, copy_data=false; both clusters fsync=off synchronous_commit=off; time from ALTER SUBSCRIPTION ENABLE to target checksum = source checksum (probe every 0.25 s); server_cpu_s = both clusters (walsender + apply worker + checks) during the drain"
+    notes="PG 15 built-in pub/sub, one apply worker, streaming=off, binary=false, copy_data=false; both clusters fsync=off synchronous_commit=on (scripts/lib/dbs.sh); time from ALTER SUBSCRIPTION ENABLE to target checksum = source checksum (probe every 0.25 s); server_cpu_s = both clusters (walsender + apply worker + checks) during the drain"
