@@ -206,6 +206,10 @@ async fn stop(mut generation: Generation) {
 /// batch and the new ones start from the stored checkpoints); an invalid one is logged and
 /// the running one keeps going. Either way, flows stopped by an endpoint error try again.
 pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationToken) -> Result<()> {
+    // First: SIGHUP's default action would end the process while the start is still checking
+    // the databases.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(Error::Io)?;
     let config = Arc::new(config);
     let mappings = Arc::new(load(&config)?);
     let store = Store::open(&config.store.path)?;
@@ -256,8 +260,6 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
             notifier.stopping();
         });
     }
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).map_err(Error::Io)?;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
