@@ -763,21 +763,20 @@ impl Applier {
             *counts.entry((table, o.binding)).or_default() += 1;
         }
         for ((table, binding), n) in counts {
-            let mapping = self
-                .bound
-                .get(&table)
-                .and_then(|v| v.get(binding))
-                .map(|b| b.mapping.name.clone())
-                .unwrap_or_default();
+            let mapping = self.mapping_name(table, binding);
             metrics::counter!(m::CHANGES_APPLIED, "flow" => self.flow.clone(), "mapping" => mapping)
                 .increment(n);
         }
     }
 
     pub(super) fn binding_name(&self, change: &RowChange, binding: usize) -> String {
-        let key = Arc::as_ptr(&change.table) as usize;
+        self.mapping_name(Arc::as_ptr(&change.table) as usize, binding)
+    }
+
+    /// The name of the mapping bound to a source table (by schema pointer) at `binding`.
+    fn mapping_name(&self, table: usize, binding: usize) -> String {
         self.bound
-            .get(&key)
+            .get(&table)
             .and_then(|v| v.get(binding))
             .map(|b| b.mapping.name.clone())
             .unwrap_or_default()
