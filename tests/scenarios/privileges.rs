@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::bridge::{http_get, tail, Bridge};
-use crate::support::wait_until;
+use crate::support::bridge::{tail, Bridge};
 
 const CRM: &str = "CREATE TABLE items (id integer PRIMARY KEY, name text);";
 const ERP: &str = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40));";
@@ -106,17 +105,7 @@ async fn table_missing_from_the_publication_names_the_statement_to_run() {
 
     b.crm_exec(&fix).await;
     b.signal(libc::SIGHUP);
-    let port = b.http_port;
-    wait_until(
-        "ready after the reload",
-        Duration::from_secs(60),
-        || async move {
-            http_get(port, "/readyz")
-                .await
-                .is_some_and(|(code, _)| code == 200)
-        },
-    )
-    .await;
+    b.wait_ready().await;
     b.crm_exec("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 100) g")
         .await;
     b.wait_equal(

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::bridge::{http_get, http_response, tail, Bridge};
 use crate::support::prometheus::Prometheus;
-use crate::support::wait_until;
 
 const CRM: &str = "CREATE TABLE parts (id integer PRIMARY KEY, name text, qty integer);
                    CREATE TABLE companies (id bigint PRIMARY KEY, name text NOT NULL);
@@ -46,16 +45,6 @@ async fn wait_metric(b: &Bridge, name: &str, at_least: f64) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn wait_ready(b: &Bridge) {
-    let port = b.http_port;
-    wait_until("/readyz 200", Duration::from_secs(60), || async move {
-        http_get(port, "/readyz")
-            .await
-            .is_some_and(|(code, _)| code == 200)
-    })
-    .await;
 }
 
 /// Every `rowbridge_*` name in the dashboard, the alert rules and their tests (all files under
@@ -162,7 +151,7 @@ async fn every_dashboard_and_rule_metric_is_exported() {
     ))
     .await;
     wait_metric(&b, "rowbridge_retries_total", 1.0).await;
-    wait_ready(&b).await;
+    b.wait_ready().await;
 
     // The customer arrives (the order follows), then an online resync of the customers.
     b.crm_exec("INSERT INTO companies VALUES (7, 'Acme')").await;
@@ -180,7 +169,7 @@ async fn every_dashboard_and_rule_metric_is_exported() {
     );
     wait_metric(&b, "rowbridge_resync_rows_total", 1.0).await;
     b.signal(libc::SIGHUP);
-    wait_ready(&b).await;
+    b.wait_ready().await;
 
     let (code, head, body) = http_response(b.http_port, "/metrics").await.unwrap();
     assert_eq!(code, 200);
@@ -321,7 +310,7 @@ async fn no_password_in_logs_or_metrics() {
     std::fs::write(b.dir.join("crm.password"), format!("{CRM_PASSWORD}\n")).unwrap();
     std::fs::write(b.dir.join("erp.password"), format!("{ERP_PASSWORD}\n")).unwrap();
     b.signal(libc::SIGHUP);
-    wait_ready(&b).await;
+    b.wait_ready().await;
     b.crm_exec("INSERT INTO parts SELECT g, 'p' || g, g FROM generate_series(1, 50) g")
         .await;
     b.erp_exec("INSERT INTO orders SELECT seq, NULL, seq FROM seq_1_to_50")

@@ -217,6 +217,11 @@ server_id = {server_id}
     /// Start and wait until `/readyz` answers 200.
     pub async fn start_ready(&mut self) {
         self.start();
+        self.wait_ready().await;
+    }
+
+    /// Wait until the running daemon's `/readyz` answers 200 (after a start or a reload).
+    pub async fn wait_ready(&self) {
         let port = self.http_port;
         let log = self.log_path();
         wait_until(
