@@ -82,6 +82,7 @@ class Env:
         self.http = args.http_port
         self.cache = args.cache or os.path.join(self.work, "cache")
         os.makedirs(self.cache, exist_ok=True)
+        self.pollers = {}
 
     # -- SQL ---------------------------------------------------------------------------------
     def pg(self, sql, db="crm"):
@@ -102,6 +103,37 @@ class Env:
             raise RuntimeError(f"mariadb: {out.stderr.strip()[:2000]}")
         return out.stdout.strip()
 
+    def poller(self, side):
+        """A long-lived client session for the one-value queries of a wait loop: spawning a
+        client per poll costs more CPU than the servers' apply work we are measuring."""
+        if side not in self.pollers:
+            if side == "crm":
+                argv = ["stdbuf", "-oL", "psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p",
+                        str(self.args.pg_port), "-U", "postgres", "-d", "crm"]
+            else:
+                argv = ["mariadb", "-h", "127.0.0.1", "-P", str(self.args.my_port), "-uroot",
+                        "-proot", "-N", "-B", "--unbuffered", "erp"]
+            self.pollers[side] = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                env={**os.environ, "PGPASSWORD": "postgres"})
+        return self.pollers[side]
+
+    def poll(self, side, sql):
+        """The single value `sql` returns on `side`, through its long-lived session."""
+        p = self.poller(side)
+        p.stdin.write(sql.rstrip(";") + ";\n")
+        p.stdin.flush()
+        line = p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{side} poll session ended (exit {p.poll()})")
+        return line.strip()
+
+    def close_pollers(self):
+        for p in self.pollers.values():
+            p.stdin.close()
+            p.wait(timeout=30)
+        self.pollers = {}
+
     def pg_pipe(self, db="crm"):
         return subprocess.Popen(
             ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
@@ -115,6 +147,7 @@ class Env:
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
 
     def fresh_databases(self):
+        self.close_pollers()  # their database is about to be dropped
         self.pg("DROP DATABASE IF EXISTS crm WITH (FORCE); CREATE DATABASE crm;", db="postgres")
         for slot in self.pg("SELECT slot_name FROM pg_replication_slots", db="postgres").split():
             self.pg(f"SELECT pg_drop_replication_slot('{slot}')", db="postgres")
@@ -150,9 +183,8 @@ class Env:
     def wait_probe(self, side, pid, timeout):
         """Wait until probe `pid` of `side` is on the other side; returns the time it was seen."""
         sql = f"SELECT count(*) FROM probe_{side} WHERE id = {pid}"
-        query = self.my if side == "crm" else self.pg
         deadline = time.time() + timeout
-        while query(sql) != "1":
+        while self.poll(other(side), sql) != "1":
             if self.proc.poll() is not None:
                 raise RuntimeError(f"rowbridge exited {self.proc.returncode}")
             if time.time() > deadline:
@@ -315,6 +347,24 @@ def other(side):
     return "erp" if side == "crm" else "crm"
 
 
+def start_perf(label):
+    """With BENCH_PERF=DIR: a system-wide profile of the measured interval (servers included)."""
+    out = os.environ.get("BENCH_PERF")
+    if not out:
+        return None
+    os.makedirs(out, exist_ok=True)
+    name = "".join(c if c.isalnum() else "-" for c in label)
+    return subprocess.Popen(["perf", "record", "-a", "-F", "499", "-g", "-o",
+                             os.path.join(out, name + ".data")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf(perf):
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=120)
+
+
 def drain(env, directions, changes, seeded, pipeline="", label=None):
     """A backlog of `changes` on each source while the daemon is stopped, then the time until
     every target equals its source."""
@@ -347,8 +397,10 @@ def drain(env, directions, changes, seeded, pipeline="", label=None):
     t0 = time.time()
     env.start()
     c0 = env.cpu_seconds()
+    perf = start_perf(label or "drain-" + "-".join(directions))
     t1 = max(env.wait_probe(src, pid, 3600) for src, pid in ends.items())
     cpu = env.cpu_seconds() - c0
+    stop_perf(perf)
     for table, src, target_table, dst in pairs:
         a, b = env.checksum(table, src), env.checksum(target_table, dst)
         if a != b:
@@ -501,7 +553,7 @@ def probe_lags(env, source, first, last):
     query = env.my if target == "erp" else env.pg
     deadline = time.time() + 120
     while True:
-        got = int(query(f"SELECT count(*) FROM probe_{source} WHERE id BETWEEN {first} AND {last}"))
+        got = int(env.poll(target, f"SELECT count(*) FROM probe_{source} WHERE id BETWEEN {first} AND {last}"))
         if got == last - first + 1:
             break
         if time.time() > deadline:

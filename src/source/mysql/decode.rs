@@ -20,6 +20,8 @@ pub struct ColumnInfo {
     pub name: String,
     pub column_type: Option<ColumnType>,
     pub unsigned: bool,
+    /// The table map's metadata bytes for the column (lengths, precision, fraction digits).
+    pub meta: Vec<u8>,
     pub charset: u16,
     /// Variant names of an ENUM or SET column (from binlog_row_metadata=FULL).
     pub variants: Vec<String>,
@@ -31,6 +33,7 @@ impl ColumnInfo {
             name: c.name_str().into_owned(),
             column_type: Some(c.column_type()),
             unsigned: c.flags().contains(ColumnFlags::UNSIGNED_FLAG),
+            meta: Vec::new(),
             charset: c.character_set(),
             variants,
         }

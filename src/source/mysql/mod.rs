@@ -13,6 +13,7 @@
 
 mod decode;
 pub mod gtid;
+mod rows;
 mod setup;
 mod stream;
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decode::{self, ColumnInfo};
 use super::gtid::{self, GtidState};
+use super::rows;
 use crate::config::{EndpointConfig, Secret};
 use crate::error::{Error, Result};
 use crate::model::{ColumnSchema, Op, RowChange, RowImage, TableSchema, Transaction};
@@ -427,23 +428,59 @@ impl State<'_> {
                 message: "row event outside a transaction".into(),
             });
         };
-        for row in rows.rows(tme) {
-            let (before, after) = row.map_err(|e| Error::Protocol {
-                endpoint: self.source.endpoint.clone(),
-                message: format!("cannot decode a row of {}: {e}", info.schema),
-            })?;
-            let mut invalid = Vec::new();
-            let before = before.map(|r| image(&info, r, &mut invalid));
-            let after = after.map(|r| image(&info, r, &mut invalid));
-            open.changes.push(RowChange {
-                table: info.schema.clone(),
-                op,
-                before,
-                after,
-                invalid,
-            });
+        let undecodable = |e: String| Error::Protocol {
+            endpoint: self.source.endpoint.clone(),
+            message: format!("cannot decode a row of {}: {e}", info.schema),
+        };
+        if let RowsEventData::PartialUpdateRowsEvent(_) = rows {
+            // MySQL 8's partial JSON updates: mysql_common's iterator knows the shared image.
+            for row in rows.rows(tme) {
+                let (before, after) = row.map_err(|e| undecodable(e.to_string()))?;
+                let mut invalid = Vec::new();
+                let before = before.map(|r| image(&info, r, &mut invalid));
+                let after = after.map(|r| image(&info, r, &mut invalid));
+                open.changes.push(RowChange {
+                    table: info.schema.clone(),
+                    op,
+                    before,
+                    after,
+                    invalid,
+                });
+            }
+            return Ok(());
         }
-        Ok(())
+        let bits = |b: Option<&bitvec::slice::BitSlice<u8>>| {
+            b.map(|b| b.iter().map(|x| *x).collect::<Vec<bool>>())
+        };
+        let (before, after) = (
+            bits(rows.columns_before_image()),
+            bits(rows.columns_after_image()),
+        );
+        let table = &info.schema;
+        rows::decode_rows(
+            &info.columns,
+            rows.rows_data(),
+            before.as_deref(),
+            after.as_deref(),
+            |before, after| {
+                let mut invalid = Vec::new();
+                let mut take = |d: Option<rows::Decoded>| {
+                    d.map(|(image, bad)| {
+                        invalid.extend(bad);
+                        image
+                    })
+                };
+                let (before, after) = (take(before), take(after));
+                open.changes.push(RowChange {
+                    table: table.clone(),
+                    op,
+                    before,
+                    after,
+                    invalid,
+                });
+            },
+        )
+        .map_err(undecodable)
     }
 
     fn truncate(&mut self, default_db: &str, sql: &str) -> Result<()> {
@@ -574,6 +611,7 @@ fn table_info(tme: &TableMapEvent<'_>) -> std::result::Result<TableInfo, String>
             name: name.clone(),
             column_type: Some(ty),
             unsigned: is_unsigned,
+            meta: tme.get_column_metadata(i).unwrap_or(&[]).to_vec(),
             charset,
             variants,
         });
