@@ -17,7 +17,9 @@ pub const DEFAULT_BATCH_MAX_ROWS: usize = 20_000;
 pub const DEFAULT_BATCH_MAX_TXNS: usize = 10_000;
 pub const DEFAULT_QUEUE_TXNS: usize = 4_096;
 pub const DEFAULT_MAX_WAITING: usize = 100_000;
-pub const DEFAULT_QUEUE_ROWS: usize = 100_000;
+/// Two batches: one being applied, the next one read ahead. More buys no speed (the source
+/// reads far faster than a target applies) and costs about 1.5 KiB of memory per row change.
+pub const DEFAULT_QUEUE_ROWS: usize = 40_000;
 pub const DEFAULT_CHUNK_ROWS: usize = 20_000;
 pub const DEFAULT_PG_PORT: u16 = 5432;
 pub const DEFAULT_MYSQL_PORT: u16 = 3306;

@@ -265,6 +265,7 @@ path = "{self.work}/store"
 http = "127.0.0.1:{self.http}"
 [pipeline]
 {pipeline}
+{os.environ.get("BENCH_PIPELINE", "")}
 [endpoints.crm]
 kind = "postgres"
 host = "127.0.0.1"
@@ -335,6 +336,13 @@ server_id = 4343
             except OSError:
                 pass
         return total
+
+    def applied_total(self):
+        """rowbridge_changes_applied_total of the running daemon, summed over its labels."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("rowbridge_changes_applied_total{")))
 
     def cli(self, *args):
         out = subprocess.run([self.bin, "-c", self.config, *args], capture_output=True, text=True)
@@ -594,6 +602,7 @@ def lag(env, source, rates, secs, seeded, kill_at=None):
         sent = 0
         killed = restarted = None
         probe_times = {}
+        probe_changes = {}  # probe id -> changes committed in its transaction (probe included)
         while time.time() - start < secs:
             owed += per_tick
             n = int(owed)
@@ -601,6 +610,7 @@ def lag(env, source, rates, secs, seeded, kill_at=None):
             if n:
                 pid, stmt = env.probe_sql(source)
                 probe_times[pid] = time.time() - start
+                probe_changes[pid] = n
                 stmts = [stmt]
                 # The other n - 1 changes: a third inserts, the rest updates of distinct rows,
                 # as one multi-row statement each (the load generator must not be the limit).
@@ -629,6 +639,7 @@ def lag(env, source, rates, secs, seeded, kill_at=None):
         pipe.wait()
         elapsed = time.time() - start
         samples = probe_lags(env, source, first_probe, env.probe_ids[source])
+        applied_since_start = env.applied_total()
         lags = sorted(ms for _, ms in samples)
         pct = lambda p: round(lags[min(len(lags) - 1, int(p * len(lags)))], 1)
         r = {
@@ -652,6 +663,17 @@ def lag(env, source, rates, secs, seeded, kill_at=None):
             r["caught_up_s_after_kill"] = round(max(late) - killed, 2) if late else 0.0
             r["lag_ms_max_after_kill"] = round(max(
                 [ms for i, ms in samples if probe_times[i] >= killed - 5] or [0]), 1)
+            # Replayed: what the restarted daemon applied beyond the changes that had not
+            # reached the target when it was killed. Each load transaction carries one probe,
+            # so the last probe applied before the kill marks the last transaction applied.
+            applied_before = [i for i, ms in samples if probe_times[i] + ms / 1000 < killed]
+            last = max(applied_before) if applied_before else first_probe - 1
+            owed = sum(c for i, c in probe_changes.items() if i > last)
+            replayed = max(0, applied_since_start - owed)
+            r["changes_owed_at_kill"] = owed
+            r["changes_applied_after_restart"] = applied_since_start
+            r["replayed_changes"] = replayed
+            r["replayed_seconds_of_load"] = round(replayed / rate, 2)
         results.append(r)
     env.stop()
     for t in ("cust",):
@@ -673,6 +695,8 @@ def main():
     ap.add_argument("--resync-rows", type=int, default=1_000_000)
     ap.add_argument("--lag-seconds", type=int, default=60)
     ap.add_argument("--lag-rates", default="1000,5000")
+    ap.add_argument("--lag-fractions", default="0.5,0.8",
+                    help="also lag at these fractions of the direction's drain rate")
     ap.add_argument("--only", default="drain,pgpg,checkpoint,resync,lag,kill")
     ap.add_argument("--out", required=True)
     ap.add_argument("--cache", help="folder for the generated workload SQL (kept between runs)")
@@ -689,9 +713,15 @@ def main():
                 json.dump(results, f, indent=2)
 
     n, seeded = args.changes, max(args.seed_rows, args.changes // 10 + 1000)
+    # The highest rate each direction sustains (its drain rate): lag is also measured at 50 %
+    # and 80 % of it, and the SIGKILL run is at 80 %.
+    fractions = [float(f) for f in args.lag_fractions.split(",") if f]
+    top = {}
     if "drain" in only:
-        record(drain(env, ["crm"], n, seeded))
-        record(drain(env, ["erp"], n, seeded))
+        for src in ("crm", "erp"):
+            r = drain(env, [src], n, seeded)
+            top[src] = r["changes_per_second"]
+            record(r)
         record(drain(env, ["crm", "erp"], n, seeded))
     if "pgpg" in only:
         record(drain_pg_pg(env, n, seeded))
@@ -702,11 +732,15 @@ def main():
         record(resync(env, args.resync_rows, "crm"))
         record(resync(env, args.resync_rows, "erp"))
     rates = [int(r) for r in args.lag_rates.split(",")]
+
+    def rates_of(src):
+        return rates + [int(top[src] * f / 100) * 100 for f in fractions if src in top]
     if "lag" in only:
-        record(lag(env, "crm", rates, args.lag_seconds, seeded))
-        record(lag(env, "erp", rates, args.lag_seconds, seeded))
+        record(lag(env, "crm", rates_of("crm"), args.lag_seconds, seeded))
+        record(lag(env, "erp", rates_of("erp"), args.lag_seconds, seeded))
     if "kill" in only:
-        record(lag(env, "crm", [rates[-1]], args.lag_seconds, seeded, kill_at=args.lag_seconds / 2))
+        rate = rates_of("crm")[-1]
+        record(lag(env, "crm", [rate], args.lag_seconds, seeded, kill_at=args.lag_seconds / 2))
 
 
 if __name__ == "__main__":

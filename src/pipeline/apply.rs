@@ -46,6 +46,9 @@ pub struct Applier {
     pub(super) resync_only: Option<String>,
     /// Whether a resync may be waiting (checked when idle).
     resync_pending: bool,
+    /// The next resync chunk, read while the previous one was written. Only valid while no
+    /// other write happened since the read (anything else clears it).
+    pub(super) prefetched: Option<super::resync::Prefetched>,
     pub(super) mappings: Arc<Mappings>,
     pub(super) store: Store,
     max_rows: usize,
@@ -89,6 +92,7 @@ impl Applier {
             resync_schema: HashMap::new(),
             resync_only: None,
             resync_pending: true,
+            prefetched: None,
             mappings: flow.mappings.clone(),
             store: flow.store.clone(),
             max_rows: flow.config.pipeline.batch_max_rows,
@@ -196,6 +200,8 @@ impl Applier {
     }
 
     async fn apply_batch(&mut self, batch: Vec<SourceEvent>, sink: &mut Sink) -> Result<()> {
+        // A resync chunk read before this batch may be older than what it writes.
+        self.prefetched = None;
         // The batch's checkpoint: the last complete transaction or heartbeat. A chunk of a
         // transaction still in progress moves nothing.
         let end = batch.iter().rev().find_map(|ev| match ev {
@@ -537,6 +543,7 @@ impl Applier {
     /// An operator's command. Replies go back on the command's channel; an error ends the
     /// session as any apply error would.
     async fn control(&mut self, cmd: Control, sink: &mut Sink) -> Result<()> {
+        self.prefetched = None;
         match cmd {
             Control::Replay { ids, reply } => {
                 let result = self.replay(&ids, sink).await;

@@ -27,8 +27,20 @@ use crate::model::{ColumnSchema, Op, RowChange, TableSchema, Transaction, Value}
 use crate::sink::Sink;
 use crate::store::ResyncJob;
 
-/// Rows per chunk.
-pub const CHUNK_ROWS: usize = 5_000;
+/// Rows per chunk: a stream change arriving during a chunk waits for it (about 0.2 s).
+pub const CHUNK_ROWS: usize = 10_000;
+
+/// A keyset chunk read ahead, while the chunk before it was being written (source and target
+/// are different servers, so both work at once). Written only if nothing else was applied
+/// since the read: a stream batch in between may carry changes newer than this read, which
+/// the read's older rows must not overwrite, so any batch or command clears it and the chunk
+/// is read again.
+pub(crate) struct Prefetched {
+    mapping: String,
+    after: Option<Vec<Value>>,
+    filter: Option<String>,
+    rows: Vec<Vec<Value>>,
+}
 
 /// One keyset read: the rows of `table` after `after` (or those whose key is in `keys`), in
 /// key order, at most `limit`, with the `columns` (key columns first).
@@ -542,24 +554,48 @@ impl Applier {
             }
             tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.total, "resync started");
         }
-        let rows = self
-            .read_source(Read {
-                table: &mapping.source,
-                key: &mapping.key,
-                columns: &columns,
-                after: job.last_key.as_deref(),
-                keys: None,
-                filter: job.filter.as_deref(),
-                limit: CHUNK_ROWS,
-            })
-            .await?;
+        let read = |after| Read {
+            table: &mapping.source,
+            key: &mapping.key,
+            columns: &columns,
+            after,
+            keys: None,
+            filter: job.filter.as_deref(),
+            limit: CHUNK_ROWS,
+        };
+        let ahead = self.prefetched.take().filter(|p| {
+            p.mapping == job.mapping && p.after == job.last_key && p.filter == job.filter
+        });
+        let rows = match ahead {
+            Some(p) => p.rows,
+            None => self.read_source(read(job.last_key.as_deref())).await?,
+        };
         let started = std::time::Instant::now();
         let n = rows.len();
         let last_key = rows.last().map(|r| r[..mapping.key.len()].to_vec());
-        self.copy_rows(&mapping, &schema, rows, sink).await?;
+        let more = n == CHUNK_ROWS;
+        // Write this chunk and read the next one at the same time.
+        let mut reader = self.reader.take();
+        let (copied, next) = tokio::join!(self.copy_rows(&mapping, &schema, rows, sink), async {
+            match (reader.as_mut(), more) {
+                (Some(r), true) => Some(r.chunk(read(last_key.as_deref())).await),
+                _ => None,
+            }
+        });
+        // A failed read ahead drops the connection; the next step reads (and reconnects) anew.
+        if !matches!(next, Some(Err(_))) {
+            self.reader = reader;
+        }
+        copied?;
+        self.prefetched = next.and_then(|r| r.ok()).map(|rows| Prefetched {
+            mapping: job.mapping.clone(),
+            after: last_key.clone(),
+            filter: job.filter.clone(),
+            rows,
+        });
         job.rows += n as u64;
         job.last_key = last_key.or(job.last_key.take());
-        job.done = n < CHUNK_ROWS;
+        job.done = !more;
         job.updated_us = chrono::Utc::now().timestamp_micros();
         self.store.put_resync(&job)?;
         // Durable with the chunk: a restart continues after it, not before.

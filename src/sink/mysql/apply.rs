@@ -70,8 +70,8 @@ async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
         TargetOp::Delete { key, .. } => key.len(),
         TargetOp::Truncate { .. } => 0,
     };
-    let mut done = 0;
-    while done < run.len() {
+    // The statement of rows done..done + n.
+    let build = |done: usize| {
         let n = chunk_len(run.len() - done, width);
         let chunk = &run[done..done + n];
         let (sql, params) = match &run[0] {
@@ -80,13 +80,22 @@ async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
             TargetOp::Delete { .. } => delete_sql(&table, chunk),
             TargetOp::Truncate { .. } => (format!("DELETE FROM {}", qualified(&table)), Vec::new()),
         };
-        let result = if params.is_empty() {
-            conn.query_drop(sql).await
-        } else {
-            conn.exec_drop(sql, params).await
+        (sql, params, done + n)
+    };
+    let mut next = Some(build(0));
+    while let Some((sql, params, done)) = next.take() {
+        let send = async {
+            if params.is_empty() {
+                conn.query_drop(sql).await
+            } else {
+                conn.exec_drop(sql, params).await
+            }
         };
+        // The server works on this statement while the next one is built: the send is polled
+        // first (its packet goes out), then the build runs.
+        let (result, built) = tokio::join!(send, async { (done < run.len()).then(|| build(done)) });
         result.map_err(|e| row_context(ep, &table, e))?;
-        done += n;
+        next = built;
     }
     Ok(())
 }
