@@ -373,6 +373,30 @@ def stop_perf(perf):
         perf.wait(timeout=120)
 
 
+class RssSampler:
+    """VmRSS of a process every 0.5 s on a thread, until stopped (the steady memory of a run)."""
+
+    def __init__(self, pid):
+        self.pid, self.samples, self.done = pid, [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(0.5):
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            self.samples.append(int(line.split()[1]) / 1024)
+            except OSError:
+                return
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.samples
+
+
 def drain(env, directions, changes, seeded, pipeline="", label=None):
     """A backlog of `changes` on each source while the daemon is stopped, then the time until
     every target equals its source."""
@@ -406,8 +430,10 @@ def drain(env, directions, changes, seeded, pipeline="", label=None):
     env.start()
     c0 = env.cpu_seconds()
     perf = start_perf(label or "drain-" + "-".join(directions))
-    t1 = max(env.wait_probe(src, pid, 3600) for src, pid in ends.items())
+    sampler = RssSampler(env.proc.pid)
+    t1 = max(env.wait_probe(src, pid, 3600 * 3) for src, pid in ends.items())
     cpu = env.cpu_seconds() - c0
+    samples = sampler.stop()
     stop_perf(perf)
     for table, src, target_table, dst in pairs:
         a, b = env.checksum(table, src), env.checksum(target_table, dst)
@@ -427,6 +453,8 @@ def drain(env, directions, changes, seeded, pipeline="", label=None):
         "daemon_cpu_us_per_change": round(cpu * 1e6 / total, 2),
         "servers_cpu_us_per_change": round((s1 - s0) * 1e6 / total, 2),
         "peak_rss_mib": round(rss, 1),
+        "median_rss_mib": round(sorted(samples)[len(samples) // 2], 1) if samples else None,
+        "rss_samples": len(samples),
         "backlog_generation_seconds": round(generated, 1),
     }
 
@@ -694,6 +722,7 @@ def main():
     ap.add_argument("--seed-rows", type=int, default=200_000)
     ap.add_argument("--resync-rows", type=int, default=1_000_000)
     ap.add_argument("--lag-seconds", type=int, default=60)
+    ap.add_argument("--backlog-changes", type=int, default=10_000_000)
     ap.add_argument("--lag-rates", default="1000,5000")
     ap.add_argument("--lag-fractions", default="0.5,0.8",
                     help="also lag at these fractions of the direction's drain rate")
@@ -705,8 +734,13 @@ def main():
     only = args.only.split(",")
     results = []
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+
     def record(r):
         for x in (r if isinstance(r, list) else [r]):
+            x["commit"] = commit
+            x["run_at"] = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
             print(json.dumps(x), flush=True)
             results.append(x)
             with open(args.out, "w") as f:
@@ -718,11 +752,19 @@ def main():
     fractions = [float(f) for f in args.lag_fractions.split(",") if f]
     top = {}
     if "drain" in only:
-        for src in ("crm", "erp"):
+        # BENCH_DRAINS=crm: only that single-direction drain (an experiment).
+        drains = os.environ.get("BENCH_DRAINS", "")
+        for src in (drains or "crm,erp").split(","):
             r = drain(env, [src], n, seeded)
             top[src] = r["changes_per_second"]
             record(r)
-        record(drain(env, ["crm", "erp"], n, seeded))
+        if not drains:
+            record(drain(env, ["crm", "erp"], n, seeded))
+    if "backlog" in only:
+        # Memory stays bounded however long the backlog: 10x the drain size, one direction.
+        big = args.backlog_changes
+        record(drain(env, ["crm"], big, max(args.seed_rows, big // 10 + 1000),
+                     label=f"drain crm->erp, {big:,}-change backlog".replace(",", " ")))
     if "pgpg" in only:
         record(drain_pg_pg(env, n, seeded))
     if "checkpoint" in only:

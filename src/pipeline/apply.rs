@@ -31,7 +31,7 @@ pub struct Applier {
     pub(super) hub: Arc<super::conflict::Hub>,
     /// Whether this flow carries mappings with conflicts: its batches take turns with the
     /// opposite flow and check the target's rows first.
-    guarded: bool,
+    pub(super) guarded: bool,
     pub(super) side_tables: HashMap<String, Arc<crate::mapping::TargetTable>>,
     board: crate::board::Board,
     /// Source transactions waiting when the current batch was gathered.
@@ -49,6 +49,8 @@ pub struct Applier {
     /// The next resync chunk, read while the previous one was written. Only valid while no
     /// other write happened since the read (anything else clears it).
     pub(super) prefetched: Option<super::resync::Prefetched>,
+    /// Mappings whose resync found rows already in the target: written with upserts only.
+    pub(super) bulk_refused: std::collections::HashSet<String>,
     pub(super) mappings: Arc<Mappings>,
     pub(super) store: Store,
     max_rows: usize,
@@ -93,6 +95,7 @@ impl Applier {
             resync_only: None,
             resync_pending: true,
             prefetched: None,
+            bulk_refused: Default::default(),
             mappings: flow.mappings.clone(),
             store: flow.store.clone(),
             max_rows: flow.config.pipeline.batch_max_rows,

@@ -574,14 +574,21 @@ impl Applier {
         let n = rows.len();
         let last_key = rows.last().map(|r| r[..mapping.key.len()].to_vec());
         let more = n == CHUNK_ROWS;
-        // Write this chunk and read the next one at the same time.
+        // Write this chunk and read the next one at the same time. Into a table that holds
+        // none of the chunk's keys (a first copy), the target's bulk load does the writing.
         let mut reader = self.reader.take();
+        sink.set_bulk(!self.guarded && !self.bulk_refused.contains(&job.mapping));
         let (copied, next) = tokio::join!(self.copy_rows(&mapping, &schema, rows, sink), async {
             match (reader.as_mut(), more) {
                 (Some(r), true) => Some(r.chunk(read(last_key.as_deref())).await),
                 _ => None,
             }
         });
+        if sink.bulk() == crate::sink::Bulk::Refused {
+            tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, "resync writes with upserts: the target already holds rows of it");
+            self.bulk_refused.insert(job.mapping.clone());
+        }
+        sink.set_bulk(false);
         // A failed read ahead drops the connection; the next step reads (and reconnects) anew.
         if !matches!(next, Some(Err(_))) {
             self.reader = reader;

@@ -79,6 +79,44 @@ pub enum Adopted {
     Ambiguous(u64),
 }
 
+/// Bulk load for resync chunks. While `Try`, a run of inserts-or-updates of one table is
+/// written with the database's own bulk load (`COPY ... FROM STDIN`, `LOAD DATA LOCAL INFILE`),
+/// which is two to three times cheaper per row than upsert statements but only inserts. A run
+/// the database does not take whole (a key already present, a value it would refuse or alter)
+/// is rolled back to a savepoint and written with upserts instead, and the state becomes
+/// `Refused`: the caller stops trying for that job (the target is evidently not empty).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Bulk {
+    #[default]
+    Off,
+    Try,
+    Refused,
+}
+
+/// Whether a run can be bulk loaded: inserts-or-updates (not `write = "update"`).
+pub(crate) fn bulk_run(bulk: Bulk, run: &[TargetOp]) -> bool {
+    bulk == Bulk::Try && matches!(&run[0], TargetOp::Upsert { table, .. } if !table.update_only)
+}
+
+/// Append `field` to a tab-separated bulk-load line, escaped the way both `COPY` text format and
+/// `LOAD DATA` read it back (backslash escapes; `\N` stands for NULL).
+pub(crate) fn push_field(line: &mut Vec<u8>, field: Option<&[u8]>) {
+    let Some(bytes) = field else {
+        line.extend_from_slice(b"\\N");
+        return;
+    };
+    for &b in bytes {
+        match b {
+            b'\\' => line.extend_from_slice(b"\\\\"),
+            b'\t' => line.extend_from_slice(b"\\t"),
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            0 => line.extend_from_slice(b"\\0"),
+            _ => line.push(b),
+        }
+    }
+}
+
 /// A connected sink of any kind.
 pub enum Sink {
     Mysql(mysql::MysqlSink),
@@ -147,6 +185,22 @@ impl Sink {
         match self {
             Sink::Mysql(s) => s.rollback().await,
             Sink::Postgres(s) => s.rollback().await,
+        }
+    }
+
+    /// Turn bulk load on (`Try`) or off for the next batches (see [`Bulk`]).
+    pub fn set_bulk(&mut self, on: bool) {
+        let b = if on { Bulk::Try } else { Bulk::Off };
+        match self {
+            Sink::Mysql(s) => s.bulk = b,
+            Sink::Postgres(s) => s.bulk = b,
+        }
+    }
+
+    pub fn bulk(&self) -> Bulk {
+        match self {
+            Sink::Mysql(s) => s.bulk,
+            Sink::Postgres(s) => s.bulk,
         }
     }
 
@@ -222,5 +276,57 @@ impl Sink {
             Sink::Mysql(s) => s.apply(ops).await,
             Sink::Postgres(s) => s.apply(ops).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_fields_escape_what_the_loaders_unescape() {
+        let mut line = Vec::new();
+        push_field(&mut line, Some(b"a\tb\nc\rd\\e\0f \xf0\x9f\x8e\x89"));
+        line.push(b'\t');
+        push_field(&mut line, None);
+        line.push(b'\t');
+        push_field(&mut line, Some(b"\\N"));
+        assert_eq!(
+            line,
+            b"a\\tb\\nc\\rd\\\\e\\0f \xf0\x9f\x8e\x89\t\\N\t\\\\N".to_vec(),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+    }
+
+    #[test]
+    fn only_insertable_upserts_are_bulk_loaded() {
+        let t = |update_only| {
+            Arc::new(crate::mapping::TargetTable {
+                endpoint: "erp".into(),
+                namespace: "erp".into(),
+                name: "t".into(),
+                columns: vec!["id".into()],
+                key: vec![0],
+                update_only,
+                insert_only: vec![],
+            })
+        };
+        let up = |table| TargetOp::Upsert {
+            table,
+            row: vec![Some(crate::model::Value::Int(1))],
+        };
+        let del = TargetOp::Delete {
+            table: t(false),
+            key: vec![crate::model::Value::Int(1)],
+        };
+        assert!(bulk_run(Bulk::Try, &[up(t(false))]));
+        assert!(
+            !bulk_run(Bulk::Try, &[up(t(true))]),
+            "write = update never inserts"
+        );
+        assert!(!bulk_run(Bulk::Try, &[del]));
+        assert!(!bulk_run(Bulk::Off, &[up(t(false))]));
+        assert!(!bulk_run(Bulk::Refused, &[up(t(false))]));
     }
 }

@@ -125,7 +125,31 @@ async fn every_type_and_null_round_trips() {
          c_ts = NULL, c_tstz = NULL, c_uuid = NULL, c_json = NULL, c_bin = NULL, c_long = NULL WHERE id = 2",
     )
     .await;
-    wait_rows(&b, &[want_row1b, want_row2]).await;
+    let want = [want_row1b, want_row2];
+    wait_rows(&b, &want).await;
+    // Row 2 looked the same before that update: a marker row committed after it, seen on the
+    // ERP, shows the update was applied (commit order) before the ERP table is emptied.
+    b.crm_exec("INSERT INTO typed (id) VALUES (3)").await;
+    let count = (
+        "SELECT count(*)::text FROM typed",
+        "SELECT CAST(COUNT(*) AS CHAR) FROM typed",
+    );
+    b.wait_equal(count.0, count.1, Duration::from_secs(30))
+        .await;
+    b.crm_exec("DELETE FROM typed WHERE id = 3").await;
+    b.wait_equal(count.0, count.1, Duration::from_secs(30))
+        .await;
+
+    // The same rows copied by a resync into the emptied ERP table: MariaDB's LOAD DATA carries
+    // them (bulk load), and they must arrive exactly as the stream delivered them.
+    b.erp_exec("DELETE FROM typed").await;
+    crate::support::bridge::resync_and_wait(&b, "typed").await;
+    wait_rows(&b, &want).await;
+    assert!(
+        !b.log().contains("resync writes with upserts"),
+        "the empty table was bulk loaded\n{}",
+        crate::support::bridge::tail(&b.log(), 20)
+    );
     b.stop();
 }
 

@@ -121,28 +121,18 @@ async fn every_erp_type_and_null_round_trips() {
     let mut row2 = vec![s("2")];
     row2.extend(std::iter::repeat_n(None, 22));
     let want = vec![row1, row2];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = b.crm_rows(CRM_SELECT).await;
-        if got == want {
-            break;
-        }
-        if Instant::now() > deadline {
-            for (g, w) in got.iter().zip(&want) {
-                for (i, (x, y)) in g.iter().zip(w).enumerate() {
-                    assert_eq!(
-                        x,
-                        y,
-                        "column {} differs\nlog:\n{}",
-                        COLUMNS.get(i).unwrap_or(&"?"),
-                        tail(&b.log(), 20)
-                    );
-                }
-            }
-            panic!("rows: {got:?}\nlog:\n{}", tail(&b.log(), 20));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_rows(&b, &want).await;
+
+    // The same rows copied by a resync into the emptied CRM table: PostgreSQL's COPY carries
+    // them (bulk load), and they must arrive exactly as the stream delivered them.
+    b.crm_exec("DELETE FROM typed").await;
+    crate::support::bridge::resync_and_wait(&b, "typed").await;
+    wait_rows(&b, &want).await;
+    assert!(
+        !b.log().contains("resync writes with upserts"),
+        "the empty table was bulk loaded\n{}",
+        tail(&b.log(), 20)
+    );
     b.stop();
 }
 
@@ -280,4 +270,29 @@ async fn wrong_binlog_settings_are_refused_with_the_fix() {
             .await;
     }
     server.stop();
+}
+
+async fn wait_rows(b: &Bridge, want: &[Vec<Option<String>>]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = b.crm_rows(CRM_SELECT).await;
+        if got == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            for (g, w) in got.iter().zip(want) {
+                for (i, (x, y)) in g.iter().zip(w).enumerate() {
+                    assert_eq!(
+                        x,
+                        y,
+                        "column {} differs\nlog:\n{}",
+                        COLUMNS.get(i).unwrap_or(&"?"),
+                        tail(&b.log(), 20)
+                    );
+                }
+            }
+            panic!("rows: {got:?}\nlog:\n{}", tail(&b.log(), 20));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

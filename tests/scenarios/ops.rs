@@ -311,6 +311,12 @@ async fn resync_of_chosen_keys_and_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_erp_count(&b, 100).await;
+    // Rows 51..100 were there: the bulk load is refused and the chunk upserted instead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.log().contains("resync writes with upserts") {
+        assert!(Instant::now() < deadline, "no fallback from the bulk load");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let audit = json(&b, &["audit", "-o", "json"]);
     assert_eq!(
         audit

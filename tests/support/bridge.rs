@@ -429,6 +429,38 @@ pub async fn metric_on(port: u16, name: &str) -> Option<f64> {
     total
 }
 
+/// Start a resync of `mapping` (the flow's only job) and wait until it is done.
+pub async fn resync_and_wait(b: &Bridge, mapping: &str) {
+    let out = b.cli(&["resync", mapping, "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = b.cli(&["status", "-o", "json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let jobs = status["flows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f["resync"].as_array().cloned().unwrap_or_default());
+        if jobs
+            .filter(|j| j["mapping"] == mapping)
+            .any(|j| j["done"] == true)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "resync of {mapping} did not finish\n{}",
+            tail(&b.log(), 20)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

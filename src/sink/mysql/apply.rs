@@ -5,13 +5,14 @@
 //! two (at most [`MAX_ROWS`]) so the prepared-statement cache sees few distinct shapes.
 
 use chrono::{Datelike, Timelike};
+use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as My};
 
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::Value;
-use crate::sink::{last_per_key, run_end, Applied};
+use crate::sink::{bulk_run, last_per_key, push_field, run_end, Applied, Bulk};
 
 /// Most rows in one statement.
 const MAX_ROWS: usize = 1024;
@@ -26,12 +27,25 @@ fn qualified(t: &TargetTable) -> String {
     format!("{}.{}", quote_ident(&t.namespace), quote_ident(&t.name))
 }
 
-pub(super) async fn apply_runs(conn: &mut Conn, ep: &str, ops: &[TargetOp]) -> Result<Applied> {
+pub(super) async fn apply_runs(
+    conn: &mut Conn,
+    ep: &str,
+    bulk: &mut Bulk,
+    ops: &[TargetOp],
+) -> Result<Applied> {
     let mut applied = Applied::default();
     let mut start = 0;
     while start < ops.len() {
         let end = run_end(ops, start);
         let run = &ops[start..end];
+        if bulk_run(*bulk, run) {
+            if load_data(conn, ep, run).await? {
+                applied.rows += run.len();
+                start = end;
+                continue;
+            }
+            *bulk = Bulk::Refused;
+        }
         match exec_run(conn, ep, run).await {
             Ok(()) => applied.rows += run.len(),
             Err(e) if e.class() == ErrorClass::Row => {
@@ -98,6 +112,107 @@ async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
         next = built;
     }
     Ok(())
+}
+
+/// Bulk load a run of upserts with `LOAD DATA LOCAL INFILE` inside a savepoint. With LOCAL the
+/// server turns a duplicate key or a value it must alter into a warning and goes on, so the
+/// load only counts if every row was inserted without a warning; otherwise it is undone and
+/// false returned (as when the server refuses it, e.g. `local_infile` off).
+async fn load_data(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<bool> {
+    let TargetOp::Upsert { table, row: shape } = &run[0] else {
+        return Ok(false);
+    };
+    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+    let idx: Vec<usize> = (0..run.len()).collect();
+    let rows = last_per_key(run, &idx);
+    let mut data = Vec::with_capacity(rows.len() * 256);
+    for op in &rows {
+        let TargetOp::Upsert { row, .. } = op else {
+            return Ok(false);
+        };
+        for (n, &c) in present.iter().enumerate() {
+            if n > 0 {
+                data.push(b'\t');
+            }
+            let Some(text) = load_text(row[c].as_ref().unwrap_or(&Value::Null)) else {
+                return Ok(false);
+            };
+            push_field(&mut data, text.as_deref());
+        }
+        data.push(b'\n');
+    }
+    let cols: Vec<String> = present
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i]))
+        .collect();
+    let sql = format!(
+        "LOAD DATA LOCAL INFILE 'rowbridge-bulk' INTO TABLE {} CHARACTER SET utf8mb4 ({})",
+        qualified(table),
+        cols.join(",")
+    );
+    conn.query_drop("SAVEPOINT rowbridge_bulk")
+        .await
+        .map_err(|e| Error::mysql(ep, e))?;
+    let body = bytes::Bytes::from(data);
+    conn.set_infile_handler(async move {
+        Ok(futures_util::stream::once(async move { Ok(body) }).boxed())
+    });
+    let loaded = match conn.query_drop(sql).await {
+        Ok(()) => {
+            let (inserted, warnings) = (conn.affected_rows(), conn.get_warnings());
+            if inserted != rows.len() as u64 || warnings > 0 {
+                // Warning codes only: their messages quote values.
+                let codes: Vec<u16> = conn
+                    .query_map("SHOW WARNINGS", |(_, code, _): (String, u16, String)| code)
+                    .await
+                    .unwrap_or_default();
+                tracing::debug!(endpoint = ep, table = %table, rows = rows.len(), inserted, ?codes, "bulk load incomplete; writing with upserts");
+            }
+            inserted == rows.len() as u64 && warnings == 0
+        }
+        Err(mysql_async::Error::Server(e)) => {
+            tracing::debug!(endpoint = ep, table = %table, code = e.code, "bulk load refused; writing with upserts");
+            false
+        }
+        Err(e) => return Err(Error::mysql(ep, e)),
+    };
+    let end = if loaded {
+        "RELEASE SAVEPOINT rowbridge_bulk"
+    } else {
+        "ROLLBACK TO SAVEPOINT rowbridge_bulk"
+    };
+    conn.query_drop(end)
+        .await
+        .map_err(|e| Error::mysql(ep, e))?;
+    Ok(loaded)
+}
+
+/// The text `LOAD DATA` reads back as `v` (session time zone UTC), or None when only the
+/// binary protocol can carry it exactly (NaN, a year outside 0..9999).
+fn load_text(v: &Value) -> Option<Option<Vec<u8>>> {
+    let in_range = |y: i32| (0..=9999).contains(&y);
+    Some(Some(match v {
+        Value::Null => return Some(None),
+        Value::Bool(b) => vec![if *b { b'1' } else { b'0' }],
+        Value::Int(i) => i.to_string().into_bytes(),
+        Value::UInt(u) => u.to_string().into_bytes(),
+        Value::Float(f) if f.is_finite() => f.to_string().into_bytes(),
+        Value::Float(_) => return None,
+        Value::Decimal(s) | Value::Text(s) | Value::Json(s) => s.as_bytes().to_vec(),
+        Value::Bytes(b) => b.clone(),
+        Value::Uuid(u) => u.hyphenated().to_string().into_bytes(),
+        Value::Date(d) if in_range(d.year()) => d.format("%Y-%m-%d").to_string().into_bytes(),
+        Value::Time(t) => t.format("%H:%M:%S%.6f").to_string().into_bytes(),
+        Value::Timestamp(ts) if in_range(ts.year()) => {
+            ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string().into_bytes()
+        }
+        Value::TimestampTz(ts) if in_range(ts.year()) => ts
+            .naive_utc()
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string()
+            .into_bytes(),
+        Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_) => return None,
+    }))
 }
 
 /// Rows in the next statement: a power of two, bounded by the placeholder limit.
@@ -280,6 +395,7 @@ pub fn from_mysql(v: My, col: &mysql_async::Column) -> Value {
             }
         }
         My::Bytes(b) => match ty {
+            T::MYSQL_TYPE_BIT => crate::source::mysql::bit_text(&b),
             T::MYSQL_TYPE_NEWDECIMAL | T::MYSQL_TYPE_DECIMAL => {
                 Value::Decimal(String::from_utf8_lossy(&b).into_owned())
             }
@@ -339,6 +455,46 @@ mod tests {
             update_only: false,
             insert_only: vec![],
         })
+    }
+
+    #[test]
+    fn load_data_text_forms() {
+        use chrono::{NaiveDate, TimeZone, Utc};
+        let text = |v: Value| load_text(&v).map(|t| t.map(|b| String::from_utf8(b).unwrap()));
+        assert_eq!(text(Value::Null), Some(None));
+        assert_eq!(text(Value::Bool(true)), Some(Some("1".into())));
+        assert_eq!(
+            text(Value::UInt(u64::MAX)),
+            Some(Some(u64::MAX.to_string()))
+        );
+        assert_eq!(
+            text(Value::Float(-2.5e300)),
+            Some(Some((-2.5e300f64).to_string()))
+        );
+        assert_eq!(
+            text(Value::Float(f64::NAN)),
+            None,
+            "NaN goes the binary way (and fails there)"
+        );
+        let ts = NaiveDate::from_ymd_opt(2024, 2, 29)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 5)
+            .unwrap();
+        assert_eq!(
+            text(Value::Timestamp(ts)),
+            Some(Some("2024-02-29 23:59:59.000005".into()))
+        );
+        let tz = Utc.with_ymd_and_hms(2024, 6, 1, 10, 0, 0).unwrap();
+        assert_eq!(
+            text(Value::TimestampTz(tz)),
+            Some(Some("2024-06-01 10:00:00.000000".into()))
+        );
+        let far = NaiveDate::from_ymd_opt(12345, 1, 1).unwrap();
+        assert_eq!(text(Value::Date(far)), None);
+        assert_eq!(
+            load_text(&Value::Bytes(vec![0, 9, 255])),
+            Some(Some(vec![0, 9, 255]))
+        );
     }
 
     #[test]

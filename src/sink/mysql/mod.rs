@@ -28,6 +28,7 @@ const SESSION_SETUP: &[&str] = &[
 pub struct MysqlSink {
     pub endpoint: String,
     conn: Conn,
+    pub(crate) bulk: crate::sink::Bulk,
 }
 
 /// Connection options for an endpoint (shared with the binlog source and the catalog).
@@ -98,6 +99,7 @@ impl MysqlSink {
         Ok(MysqlSink {
             endpoint: endpoint.to_string(),
             conn,
+            bulk: crate::sink::Bulk::Off,
         })
     }
 
@@ -180,7 +182,7 @@ impl MysqlSink {
     }
 
     pub async fn apply_in_txn(&mut self, ops: &[TargetOp]) -> Result<Applied> {
-        apply::apply_runs(&mut self.conn, &self.endpoint, ops).await
+        apply::apply_runs(&mut self.conn, &self.endpoint, &mut self.bulk, ops).await
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures_util::future::join_all;
-use futures_util::TryFutureExt;
+use futures_util::{SinkExt, TryFutureExt};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Statement;
 
@@ -19,7 +19,7 @@ use super::{ColumnType, PgSink};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::Value;
-use crate::sink::{last_per_key, run_end, Applied};
+use crate::sink::{bulk_run, last_per_key, push_field, run_end, Applied, Bulk};
 use crate::source::postgres::quote_ident;
 
 /// Most rows in one statement.
@@ -31,6 +31,14 @@ pub(super) async fn apply_runs(sink: &mut PgSink, ops: &[TargetOp]) -> Result<Ap
     while start < ops.len() {
         let end = run_end(ops, start);
         let run: Vec<usize> = (start..end).collect();
+        if bulk_run(sink.bulk, &ops[start..end]) {
+            if copy_guarded(sink, ops, &run).await? {
+                applied.rows += run.len();
+                start = end;
+                continue;
+            }
+            sink.bulk = Bulk::Refused;
+        }
         match exec_guarded(sink, ops, &run).await {
             Ok(()) => applied.rows += run.len(),
             Err(e) if e.class() == ErrorClass::Row => {
@@ -47,6 +55,69 @@ pub(super) async fn apply_runs(sink: &mut PgSink, ops: &[TargetOp]) -> Result<Ap
         start = end;
     }
     Ok(applied)
+}
+
+/// Bulk load a run of upserts with `COPY ... FROM STDIN` inside a savepoint. False (and
+/// nothing written) when PostgreSQL refuses it: a key already there, a value it cannot take.
+async fn copy_guarded(sink: &mut PgSink, ops: &[TargetOp], idx: &[usize]) -> Result<bool> {
+    let TargetOp::Upsert { table, row: shape } = &ops[idx[0]] else {
+        return Ok(false);
+    };
+    let types = sink.types[&(table.namespace.clone(), table.name.clone())].clone();
+    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+    let mut data = Vec::with_capacity(idx.len() * 256);
+    for op in last_per_key(ops, idx) {
+        let TargetOp::Upsert { row, .. } = op else {
+            return Ok(false);
+        };
+        for (n, &c) in present.iter().enumerate() {
+            if n > 0 {
+                data.push(b'\t');
+            }
+            let v = row[c].as_ref().unwrap_or(&Value::Null);
+            // A value PostgreSQL could not take: the upsert path isolates that row.
+            let Ok(text) = to_text(v, types[&table.columns[c]].numeric_scale) else {
+                return Ok(false);
+            };
+            push_field(&mut data, text.as_deref().map(str::as_bytes));
+        }
+        data.push(b'\n');
+    }
+    let cols: Vec<String> = present
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i]))
+        .collect();
+    let sql = format!("COPY {} ({}) FROM STDIN", qualified(table), cols.join(", "));
+    let ep = sink.endpoint.clone();
+    let client = &sink.conn.client;
+    client
+        .batch_execute("SAVEPOINT rowbridge_bulk")
+        .await
+        .map_err(|e| Error::pg(&ep, e))?;
+    let copied = async {
+        let copy = client.copy_in::<_, bytes::Bytes>(&sql).await?;
+        futures_util::pin_mut!(copy);
+        copy.send(bytes::Bytes::from(data)).await?;
+        copy.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => client
+            .batch_execute("RELEASE SAVEPOINT rowbridge_bulk")
+            .await
+            .map(|_| true)
+            .map_err(|e| Error::pg(&ep, e)),
+        // The server said no (a duplicate key, a bad value): undo, and upsert instead.
+        Err(e) if e.as_db_error().is_some() => {
+            tracing::debug!(endpoint = %ep, table = %table, sqlstate = ?e.code().map(|c| c.code()), "bulk load refused; writing with upserts");
+            client
+                .batch_execute("ROLLBACK TO SAVEPOINT rowbridge_bulk")
+                .await
+                .map(|_| false)
+                .map_err(|e| Error::pg(&ep, e))
+        }
+        Err(e) => Err(Error::pg(&ep, e)),
+    }
 }
 
 /// A run ready to send: plain SQL, or a prepared statement with its parameter arrays per chunk.

@@ -36,6 +36,7 @@ pub struct PgSink {
     conn: PgConn,
     types: HashMap<(String, String), Arc<HashMap<String, ColumnType>>>,
     statements: HashMap<String, Statement>,
+    pub(crate) bulk: crate::sink::Bulk,
 }
 
 /// Tag every transaction of this session with a replication origin, so the PostgreSQL source
@@ -96,6 +97,7 @@ impl PgSink {
             conn,
             types: HashMap::new(),
             statements: HashMap::new(),
+            bulk: crate::sink::Bulk::Off,
         })
     }
 

@@ -218,13 +218,19 @@ fn bits(my: My) -> Result<Value, String> {
     let My::Bytes(b) = my else {
         return Err("BIT value".into());
     };
-    let digits: String = b.iter().map(|byte| format!("{byte:08b}")).collect();
+    Ok(bit_text(&b))
+}
+
+/// A BIT value as its binary digits without leading zeros (`b'0101'` -> `101`), the form
+/// PostgreSQL's `bit varying` reads; the same whether it came from the binlog or a query.
+pub fn bit_text(bytes: &[u8]) -> Value {
+    let digits: String = bytes.iter().map(|byte| format!("{byte:08b}")).collect();
     let trimmed = digits.trim_start_matches('0');
-    Ok(Value::Text(if trimmed.is_empty() {
+    Value::Text(if trimmed.is_empty() {
         "0".into()
     } else {
         trimmed.into()
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,6 @@ mod rows;
 mod setup;
 mod stream;
 
-pub use decode::{value as decode_value, ColumnInfo};
+pub use decode::{bit_text, value as decode_value, ColumnInfo};
 pub use setup::{current_position, verify_settings, Flavor};
 pub use stream::MysqlSource;

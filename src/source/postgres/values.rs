@@ -37,9 +37,11 @@ pub fn from_text(oid: u32, raw: &[u8]) -> Result<Value, String> {
         std::str::from_utf8(raw).map_err(|_| format!("{} value is not UTF-8", type_name(oid)))?;
     let bad = || format!("cannot read {} value", type_name(oid));
     let v = match oid {
+        // `t`/`f` from the output function (the stream); `true`/`false` from a `::text` cast
+        // (resync and verify reads).
         BOOL => match text {
-            "t" => Value::Bool(true),
-            "f" => Value::Bool(false),
+            "t" | "true" => Value::Bool(true),
+            "f" | "false" => Value::Bool(false),
             _ => return Err(bad()),
         },
         INT2 | INT4 | INT8 => Value::Int(text.parse().map_err(|_| bad())?),
@@ -129,6 +131,12 @@ mod tests {
     #[test]
     fn scalars() {
         assert_eq!(from_text(BOOL, b"t"), Ok(Value::Bool(true)));
+        assert_eq!(
+            from_text(BOOL, b"false"),
+            Ok(Value::Bool(false)),
+            "a ::text cast"
+        );
+        assert!(from_text(BOOL, b"yes").is_err());
         assert_eq!(
             from_text(INT8, b"-9223372036854775808"),
             Ok(Value::Int(i64::MIN))
