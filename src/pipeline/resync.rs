@@ -15,6 +15,11 @@
 //!
 //! Progress (last key copied, rows) is stored after each chunk's target commit: a resync
 //! interrupted by a restart continues after the last chunk written.
+//!
+//! Speed: the next chunk is read while the current one is written (kept only if nothing else
+//! was applied in between, see [`Prefetched`]), and the sink bulk-loads a chunk into a target
+//! that holds none of its keys ([`crate::sink::Bulk`]): a first copy runs at close to the
+//! target's own load speed, a repair of a populated table falls back to upserts.
 
 use std::sync::Arc;
 
