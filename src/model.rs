@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::position::Position;
 
+pub mod iso;
+
 /// Prefix of the replication origin (PostgreSQL) or marker that tags every transaction
 /// rowbridge writes, so no source streams rowbridge's own writes back (echo suppression).
 pub const ORIGIN_PREFIX: &str = "rowbridge";

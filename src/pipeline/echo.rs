@@ -40,8 +40,8 @@ pub(crate) fn norm(v: &Value) -> String {
         Value::Decimal(d) if d.contains('.') => {
             d.trim_end_matches('0').trim_end_matches('.').into()
         }
-        Value::TimestampTz(t) => t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
-        Value::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        Value::TimestampTz(t) => crate::model::iso::datetime(&t.naive_utc()),
+        Value::Timestamp(t) => crate::model::iso::datetime(t),
         Value::Float(f) => format!("{f:e}"),
         other => convert::text_form(other).unwrap_or_default(),
     }

@@ -105,16 +105,21 @@ pub(crate) fn push_field(line: &mut Vec<u8>, field: Option<&[u8]>) {
         line.extend_from_slice(b"\\N");
         return;
     };
-    for &b in bytes {
-        match b {
-            b'\\' => line.extend_from_slice(b"\\\\"),
-            b'\t' => line.extend_from_slice(b"\\t"),
-            b'\n' => line.extend_from_slice(b"\\n"),
-            b'\r' => line.extend_from_slice(b"\\r"),
-            0 => line.extend_from_slice(b"\\0"),
-            _ => line.push(b),
-        }
+    let special = |b: &u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r' | 0);
+    let mut rest = bytes;
+    // Runs of ordinary bytes are copied whole.
+    while let Some(i) = rest.iter().position(special) {
+        line.extend_from_slice(&rest[..i]);
+        line.extend_from_slice(match rest[i] {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => b"\\0",
+        });
+        rest = &rest[i + 1..];
     }
+    line.extend_from_slice(rest);
 }
 
 /// A connected sink of any kind.

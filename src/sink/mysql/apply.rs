@@ -11,7 +11,7 @@ use mysql_async::{Conn, Value as My};
 
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
-use crate::model::Value;
+use crate::model::{iso, Value};
 use crate::sink::{bulk_run, last_per_key, push_field, run_end, Applied, Bulk};
 
 /// Most rows in one statement.
@@ -201,16 +201,12 @@ fn load_text(v: &Value) -> Option<Option<Vec<u8>>> {
         Value::Decimal(s) | Value::Text(s) | Value::Json(s) => s.as_bytes().to_vec(),
         Value::Bytes(b) => b.clone(),
         Value::Uuid(u) => u.hyphenated().to_string().into_bytes(),
-        Value::Date(d) if in_range(d.year()) => d.format("%Y-%m-%d").to_string().into_bytes(),
-        Value::Time(t) => t.format("%H:%M:%S%.6f").to_string().into_bytes(),
-        Value::Timestamp(ts) if in_range(ts.year()) => {
-            ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string().into_bytes()
+        Value::Date(d) if in_range(d.year()) => iso::date(d).into_bytes(),
+        Value::Time(t) => iso::time(t).into_bytes(),
+        Value::Timestamp(ts) if in_range(ts.year()) => iso::datetime(ts).into_bytes(),
+        Value::TimestampTz(ts) if in_range(ts.year()) => {
+            iso::datetime(&ts.naive_utc()).into_bytes()
         }
-        Value::TimestampTz(ts) if in_range(ts.year()) => ts
-            .naive_utc()
-            .format("%Y-%m-%d %H:%M:%S%.6f")
-            .to_string()
-            .into_bytes(),
         Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_) => return None,
     }))
 }

@@ -18,7 +18,7 @@ use tokio_postgres::Statement;
 use super::{ColumnType, PgSink};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
-use crate::model::Value;
+use crate::model::{iso, Value};
 use crate::sink::{bulk_run, last_per_key, push_field, run_end, Applied, Bulk};
 use crate::source::postgres::quote_ident;
 
@@ -379,10 +379,10 @@ pub(crate) fn to_text(
             }
             s
         }
-        Value::Date(d) => d.format("%Y-%m-%d").to_string(),
-        Value::Time(t) => t.format("%H:%M:%S%.6f").to_string(),
-        Value::Timestamp(ts) => ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
-        Value::TimestampTz(ts) => ts.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
+        Value::Date(d) => iso::date(d),
+        Value::Time(t) => iso::time(t),
+        Value::Timestamp(ts) => iso::datetime(ts),
+        Value::TimestampTz(ts) => iso::datetime(&ts.naive_utc()) + "+00",
         Value::Uuid(u) => u.to_string(),
     }))
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
-use crate::model::Value;
+use crate::model::{iso, Value};
 
 pub const BOOL: u32 = 16;
 pub const BYTEA: u32 = 17;
@@ -49,11 +49,17 @@ pub fn from_text(oid: u32, raw: &[u8]) -> Result<Value, String> {
         FLOAT4 | FLOAT8 => Value::Float(parse_float(text).ok_or_else(bad)?),
         NUMERIC => Value::Decimal(text.to_string()),
         BYTEA => Value::Bytes(parse_bytea(text).ok_or_else(bad)?),
-        DATE => Value::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?),
-        TIME => Value::Time(NaiveTime::parse_from_str(text, "%H:%M:%S%.f").map_err(|_| bad())?),
-        TIMESTAMP => Value::Timestamp(
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| bad())?,
+        DATE => Value::Date(
+            iso::parse_date(text)
+                .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+                .ok_or_else(bad)?,
         ),
+        TIME => Value::Time(
+            iso::parse_time(text)
+                .or_else(|| NaiveTime::parse_from_str(text, "%H:%M:%S%.f").ok())
+                .ok_or_else(bad)?,
+        ),
+        TIMESTAMP => Value::Timestamp(parse_naive(text).ok_or_else(bad)?),
         TIMESTAMPTZ => Value::TimestampTz(parse_timestamptz(text).ok_or_else(bad)?),
         JSON | JSONB => Value::Json(text.to_string()),
         UUID => Value::Uuid(text.parse().map_err(|_| bad())?),
@@ -69,6 +75,11 @@ fn parse_float(text: &str) -> Option<f64> {
         "NaN" => Some(f64::NAN),
         _ => text.parse().ok(),
     }
+}
+
+fn parse_naive(text: &str) -> Option<NaiveDateTime> {
+    iso::parse_datetime(text)
+        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok())
 }
 
 /// `\x0a0b` hex form.
@@ -87,7 +98,7 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
 fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
     let split = text.rfind(['+', '-']).filter(|&i| i > 10)?;
     let (local, offset) = text.split_at(split);
-    let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    let naive = parse_naive(local)?;
     let sign: i32 = if offset.starts_with('-') { -1 } else { 1 };
     let mut parts = offset[1..].split(':');
     let h: i32 = parts.next()?.parse().ok()?;
