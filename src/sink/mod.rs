@@ -98,9 +98,38 @@ pub(crate) fn bulk_run(bulk: Bulk, run: &[TargetOp]) -> bool {
     bulk == Bulk::Try && matches!(&run[0], TargetOp::Upsert { table, .. } if !table.update_only)
 }
 
+/// The body of a bulk load of the upserts `rows`: which columns it carries (those present in the
+/// first row; a run shares its shape) and one tab-separated line per row, each value spelled by
+/// `text(column, value)`. None when `text` says a value cannot travel that way (the run is then
+/// upserted, where the value is handled or isolated as usual).
+pub(crate) fn bulk_lines(
+    rows: &[&TargetOp],
+    mut text: impl FnMut(usize, &crate::model::Value) -> Option<Option<Vec<u8>>>,
+) -> Option<(Vec<usize>, Vec<u8>)> {
+    let TargetOp::Upsert { row: shape, .. } = rows.first()? else {
+        return None;
+    };
+    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+    let mut data = Vec::with_capacity(rows.len() * 256);
+    for op in rows {
+        let TargetOp::Upsert { row, .. } = op else {
+            return None;
+        };
+        for (n, &c) in present.iter().enumerate() {
+            if n > 0 {
+                data.push(b'\t');
+            }
+            let v = row[c].as_ref().unwrap_or(&crate::model::Value::Null);
+            push_field(&mut data, text(c, v)?.as_deref());
+        }
+        data.push(b'\n');
+    }
+    Some((present, data))
+}
+
 /// Append `field` to a tab-separated bulk-load line, escaped the way both `COPY` text format and
 /// `LOAD DATA` read it back (backslash escapes; `\N` stands for NULL).
-pub(crate) fn push_field(line: &mut Vec<u8>, field: Option<&[u8]>) {
+fn push_field(line: &mut Vec<u8>, field: Option<&[u8]>) {
     let Some(bytes) = field else {
         line.extend_from_slice(b"\\N");
         return;
@@ -301,6 +330,39 @@ mod tests {
             b"a\\tb\\nc\\rd\\\\e\\0f \xf0\x9f\x8e\x89\t\\N\t\\\\N".to_vec(),
             "{}",
             String::from_utf8_lossy(&line)
+        );
+    }
+
+    #[test]
+    fn bulk_lines_carry_the_present_columns_or_nothing() {
+        use crate::model::Value;
+        let table = Arc::new(crate::mapping::TargetTable {
+            endpoint: "erp".into(),
+            namespace: "erp".into(),
+            name: "t".into(),
+            columns: vec!["id".into(), "skipped".into(), "note".into()],
+            key: vec![0],
+            update_only: false,
+            insert_only: vec![],
+        });
+        let up = |id, note: Value| TargetOp::Upsert {
+            table: table.clone(),
+            row: vec![Some(Value::Int(id)), None, Some(note)],
+        };
+        let text = |_: usize, v: &Value| match v {
+            Value::Null => Some(None),
+            Value::Int(i) => Some(Some(i.to_string().into_bytes())),
+            Value::Text(s) => Some(Some(s.clone().into_bytes())),
+            _ => None,
+        };
+        let (a, b) = (up(1, Value::Text("a\tb".into())), up(2, Value::Null));
+        let (present, data) = bulk_lines(&[&a, &b], text).unwrap();
+        assert_eq!(present, vec![0, 2]);
+        assert_eq!(data, b"1\ta\\tb\n2\t\\N\n".to_vec());
+        let c = up(3, Value::Float(1.0));
+        assert!(
+            bulk_lines(&[&a, &c], text).is_none(),
+            "a value that cannot travel"
         );
     }
 

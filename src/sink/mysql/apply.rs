@@ -12,7 +12,7 @@ use mysql_async::{Conn, Value as My};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::{iso, Value};
-use crate::sink::{bulk_run, last_per_key, push_field, run_end, Applied, Bulk};
+use crate::sink::{bulk_lines, bulk_run, last_per_key, run_end, Applied, Bulk};
 
 /// Most rows in one statement.
 const MAX_ROWS: usize = 1024;
@@ -119,28 +119,12 @@ async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
 /// load only counts if every row was inserted without a warning; otherwise it is undone and
 /// false returned (as when the server refuses it, e.g. `local_infile` off).
 async fn load_data(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<bool> {
-    let TargetOp::Upsert { table, row: shape } = &run[0] else {
-        return Ok(false);
-    };
-    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+    let table = run[0].table();
     let idx: Vec<usize> = (0..run.len()).collect();
     let rows = last_per_key(run, &idx);
-    let mut data = Vec::with_capacity(rows.len() * 256);
-    for op in &rows {
-        let TargetOp::Upsert { row, .. } = op else {
-            return Ok(false);
-        };
-        for (n, &c) in present.iter().enumerate() {
-            if n > 0 {
-                data.push(b'\t');
-            }
-            let Some(text) = load_text(row[c].as_ref().unwrap_or(&Value::Null)) else {
-                return Ok(false);
-            };
-            push_field(&mut data, text.as_deref());
-        }
-        data.push(b'\n');
-    }
+    let Some((present, data)) = bulk_lines(&rows, |_, v| load_text(v)) else {
+        return Ok(false);
+    };
     let cols: Vec<String> = present
         .iter()
         .map(|&i| quote_ident(&table.columns[i]))
@@ -160,7 +144,8 @@ async fn load_data(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<bool> 
     let loaded = match conn.query_drop(sql).await {
         Ok(()) => {
             let (inserted, warnings) = (conn.affected_rows(), conn.get_warnings());
-            if inserted != rows.len() as u64 || warnings > 0 {
+            let complete = inserted == rows.len() as u64 && warnings == 0;
+            if !complete && tracing::enabled!(tracing::Level::DEBUG) {
                 // Warning codes only: their messages quote values.
                 let codes: Vec<u16> = conn
                     .query_map("SHOW WARNINGS", |(_, code, _): (String, u16, String)| code)
@@ -168,7 +153,7 @@ async fn load_data(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<bool> 
                     .unwrap_or_default();
                 tracing::debug!(endpoint = ep, table = %table, rows = rows.len(), inserted, ?codes, "bulk load incomplete; writing with upserts");
             }
-            inserted == rows.len() as u64 && warnings == 0
+            complete
         }
         Err(mysql_async::Error::Server(e)) => {
             tracing::debug!(endpoint = ep, table = %table, code = e.code, "bulk load refused; writing with upserts");

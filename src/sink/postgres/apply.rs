@@ -19,7 +19,7 @@ use super::{ColumnType, PgSink};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::{iso, Value};
-use crate::sink::{bulk_run, last_per_key, push_field, run_end, Applied, Bulk};
+use crate::sink::{bulk_lines, bulk_run, last_per_key, run_end, Applied, Bulk};
 use crate::source::postgres::quote_ident;
 
 /// Most rows in one statement.
@@ -60,34 +60,25 @@ pub(super) async fn apply_runs(sink: &mut PgSink, ops: &[TargetOp]) -> Result<Ap
 /// Bulk load a run of upserts with `COPY ... FROM STDIN` inside a savepoint. False (and
 /// nothing written) when PostgreSQL refuses it: a key already there, a value it cannot take.
 async fn copy_guarded(sink: &mut PgSink, ops: &[TargetOp], idx: &[usize]) -> Result<bool> {
-    let TargetOp::Upsert { table, row: shape } = &ops[idx[0]] else {
+    let table = ops[idx[0]].table().clone();
+    let types = sink.types[&(table.namespace.clone(), table.name.clone())].clone();
+    // A value PostgreSQL could not take: the upsert path isolates that row.
+    let body = bulk_lines(&last_per_key(ops, idx), |c, v| {
+        let text = to_text(v, types[&table.columns[c]].numeric_scale).ok()?;
+        Some(text.map(String::into_bytes))
+    });
+    let Some((present, data)) = body else {
         return Ok(false);
     };
-    let types = sink.types[&(table.namespace.clone(), table.name.clone())].clone();
-    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
-    let mut data = Vec::with_capacity(idx.len() * 256);
-    for op in last_per_key(ops, idx) {
-        let TargetOp::Upsert { row, .. } = op else {
-            return Ok(false);
-        };
-        for (n, &c) in present.iter().enumerate() {
-            if n > 0 {
-                data.push(b'\t');
-            }
-            let v = row[c].as_ref().unwrap_or(&Value::Null);
-            // A value PostgreSQL could not take: the upsert path isolates that row.
-            let Ok(text) = to_text(v, types[&table.columns[c]].numeric_scale) else {
-                return Ok(false);
-            };
-            push_field(&mut data, text.as_deref().map(str::as_bytes));
-        }
-        data.push(b'\n');
-    }
     let cols: Vec<String> = present
         .iter()
         .map(|&i| quote_ident(&table.columns[i]))
         .collect();
-    let sql = format!("COPY {} ({}) FROM STDIN", qualified(table), cols.join(", "));
+    let sql = format!(
+        "COPY {} ({}) FROM STDIN",
+        qualified(&table),
+        cols.join(", ")
+    );
     let ep = sink.endpoint.clone();
     let client = &sink.conn.client;
     client

@@ -432,6 +432,16 @@ impl State<'_> {
             endpoint: self.source.endpoint.clone(),
             message: format!("cannot decode a row of {}: {e}", info.schema),
         };
+        let schema = &info.schema;
+        let mut push = |before, after, invalid| {
+            open.changes.push(RowChange {
+                table: schema.clone(),
+                op,
+                before,
+                after,
+                invalid,
+            })
+        };
         if let RowsEventData::PartialUpdateRowsEvent(_) = rows {
             // MySQL 8's partial JSON updates: mysql_common's iterator knows the shared image.
             for row in rows.rows(tme) {
@@ -439,13 +449,7 @@ impl State<'_> {
                 let mut invalid = Vec::new();
                 let before = before.map(|r| image(&info, r, &mut invalid));
                 let after = after.map(|r| image(&info, r, &mut invalid));
-                open.changes.push(RowChange {
-                    table: info.schema.clone(),
-                    op,
-                    before,
-                    after,
-                    invalid,
-                });
+                push(before, after, invalid);
             }
             return Ok(());
         }
@@ -456,7 +460,6 @@ impl State<'_> {
             bits(rows.columns_before_image()),
             bits(rows.columns_after_image()),
         );
-        let table = &info.schema;
         rows::decode_rows(
             &info.columns,
             rows.rows_data(),
@@ -471,13 +474,7 @@ impl State<'_> {
                     })
                 };
                 let (before, after) = (take(before), take(after));
-                open.changes.push(RowChange {
-                    table: table.clone(),
-                    op,
-                    before,
-                    after,
-                    invalid,
-                });
+                push(before, after, invalid);
             },
         )
         .map_err(undecodable)
