@@ -46,3 +46,6 @@ mod privileges;
 
 #[path = "scenarios/service.rs"]
 mod service;
+
+#[path = "scenarios/echo_ownership.rs"]
+mod echo_ownership;

@@ -85,6 +85,7 @@ pub fn compare(
         ));
         return;
     };
+    adopted_identity(m, target, out);
     for c in &m.columns {
         if let (Some(sc), Some(tc), None) = (
             source.column(&c.source),
@@ -211,6 +212,52 @@ pub fn compare(
             out.warnings.push(format!(
                 "{}: column '{}' of {} is NOT NULL, has no default and is not mapped: inserts will fail",
                 m.file.display(), tc.name, m.target
+            ));
+        }
+    }
+}
+
+/// A mapping with `[match]` adopts existing target rows: such a row keeps its own identity. A
+/// column of the target's primary key or of a unique index (other than the mapping's key and
+/// the matched columns) that the mapping would overwrite on every write would rename the
+/// adopted row (an ERP document name, which every link to the row holds): it must be written
+/// on insert only (`owner` = the target endpoint).
+fn adopted_identity(m: &Mapping, target: &LiveTable, out: &mut Findings) {
+    if m.matching.is_empty() {
+        return;
+    }
+    let key = m.target_key();
+    let owned_by_target = |owner: &Option<String>| owner.as_ref() == Some(&m.target.endpoint);
+    let matched: Vec<&str> = m
+        .columns
+        .iter()
+        .filter(|c| m.matching.contains(&c.source))
+        .map(|c| c.target.as_str())
+        .collect();
+    let written = m
+        .columns
+        .iter()
+        .filter(|c| !owned_by_target(&c.owner))
+        .map(|c| (format!("columns.{}", c.source), c.target.as_str(), c.line))
+        .chain(
+            m.computed
+                .iter()
+                .filter(|c| !owned_by_target(&c.owner))
+                .map(|c| (format!("computed.{}", c.target), c.target.as_str(), c.line)),
+        );
+    for (field, column, line) in written {
+        let exempt = key.iter().chain(&matched).any(|k| target.same(k, column));
+        let identity = target
+            .unique_keys
+            .iter()
+            .any(|k| k.iter().any(|kc| target.same(kc, column)));
+        if identity && !exempt {
+            out.errors.push(m.error(
+                line,
+                format!(
+                    "{field}: column '{column}' is part of a unique key of {}; a row adopted by [match] keeps its own, so write it on insert only: owner = \"{}\"",
+                    m.target, m.target.endpoint
+                ),
             ));
         }
     }

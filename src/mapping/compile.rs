@@ -53,6 +53,20 @@ pub(super) fn compile(p: &Parsed, config: &Config) -> Result<Mapping> {
     let mut seen_targets: HashMap<String, usize> = HashMap::new();
     let columns = columns(p, &mut seen_targets)?;
     let computed = computed(p, &mut seen_targets)?;
+    for c in &computed {
+        if let Some(owner) = &c.owner {
+            if owner != &source.endpoint && owner != &target.endpoint {
+                return Err(Error::mapping(
+                    &p.path,
+                    c.line,
+                    format!(
+                        "computed.{}: owner '{owner}' is neither endpoint of this mapping ({}, {})",
+                        c.target, source.endpoint, target.endpoint
+                    ),
+                ));
+            }
+        }
+    }
     let key = key(p, &columns)?;
     let filters = filters(p)?;
     let delete_on_filter_leave = match &f.on_filter_leave {
@@ -506,6 +520,7 @@ fn computed(p: &Parsed, seen: &mut HashMap<String, usize>) -> Result<Vec<Compute
         }
         out.push(ComputedColumn {
             target: name.clone(),
+            owner: c.owner.clone(),
             line,
             kind,
             steps,

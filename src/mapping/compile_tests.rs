@@ -384,6 +384,7 @@ code = { concat = ["region", "id"] }
         m.computed,
         vec![
             ComputedColumn {
+                owner: None,
                 target: "code".into(),
                 line: 13,
                 kind: Computed::Concat {
@@ -393,6 +394,7 @@ code = { concat = ["region", "id"] }
                 steps: Vec::new(),
             },
             ComputedColumn {
+                owner: None,
                 target: "full_name".into(),
                 line: 12,
                 kind: Computed::Concat {
@@ -402,6 +404,7 @@ code = { concat = ["region", "id"] }
                 steps: vec![Step::Trim, Step::Upper, Step::Cast(CastTo::Text)],
             },
             ComputedColumn {
+                owner: None,
                 target: "source_system".into(),
                 line: 11,
                 kind: Computed::Constant(text("crm")),

@@ -163,6 +163,10 @@ pub(crate) struct ComputedSpec {
     pub transform: Vec<String>,
     #[serde(default)]
     pub cast: Option<String>,
+    /// The endpoint that owns the value: when it is the target, the column is written when a
+    /// row is inserted and never overwritten (a document name made for new rows).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for ColumnSpec {

@@ -167,6 +167,8 @@ impl Pair {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComputedColumn {
     pub target: String,
+    /// The endpoint that owns the value; the target endpoint: written on insert only.
+    pub owner: Option<String>,
     pub line: usize,
     pub kind: Computed,
     pub steps: Vec<convert::Step>,
@@ -307,6 +309,89 @@ impl Mapping {
     }
 }
 
+/// A mapping (`reader`) that reads back the table another mapping (the writer) writes, into
+/// the writer's own source table. Where the writer fills column `c` from the target column
+/// `d` that the reader fills from `c`, the value the writer wrote to `c` agrees with `d` by
+/// construction: carrying it back would only echo it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inverse {
+    pub reader: String,
+    /// The reader's source key columns.
+    pub key: Vec<String>,
+    /// Columns of the written table (reader's source, writer's target) in such pairs.
+    pub columns: Vec<String>,
+}
+
+impl Inverse {
+    fn of(writer: &Mapping, reader: &Mapping) -> Option<Inverse> {
+        if reader.source != writer.target || reader.target != writer.source {
+            return None;
+        }
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let columns: Vec<String> = reader
+            .columns
+            .iter()
+            .filter(|rc| {
+                writer
+                    .columns
+                    .iter()
+                    .any(|wc| same(&wc.source, &rc.target) && same(&wc.target, &rc.source))
+            })
+            .map(|rc| rc.source.clone())
+            .collect();
+        (!columns.is_empty()).then(|| Inverse {
+            reader: reader.name.clone(),
+            key: reader.key.clone(),
+            columns,
+        })
+    }
+}
+
+/// Several mappings may write one target table (each its own columns: "the ERP owns the
+/// address, both edit the name"), but never the same column: two writers of one column would
+/// overwrite each other and echo without end. Key columns are shared: they name the row.
+fn check_written_columns(list: &[Arc<Mapping>]) -> Result<()> {
+    let mut writers: HashMap<(String, String), &Mapping> = HashMap::new();
+    for m in list {
+        let key: Vec<String> = m.target_key().iter().map(|k| k.to_lowercase()).collect();
+        let written = m
+            .columns
+            .iter()
+            .map(|c| (c.target.as_str(), c.line))
+            .chain(m.computed.iter().map(|c| (c.target.as_str(), c.line)))
+            .chain(match &m.on_delete {
+                OnDelete::Set { column, .. } => Some((column.as_str(), m.target.line)),
+                _ => None,
+            });
+        for (column, line) in written {
+            let lower = column.to_lowercase();
+            if key.contains(&lower) {
+                continue;
+            }
+            let id = (m.target.to_string(), lower);
+            match writers.get(&id) {
+                // One mapping may name a column twice (a soft-delete flag it also maps):
+                // compile reports that.
+                Some(other) if other.name != m.name => {
+                    return Err(m.error(
+                        line,
+                        format!(
+                            "column {column} of {} is also written by mapping '{}' ({}): each target column has one writer; map it in one of them",
+                            m.target,
+                            other.name,
+                            other.file.display()
+                        ),
+                    ));
+                }
+                _ => {
+                    writers.insert(id, m);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// All mappings, indexed by source table.
 #[derive(Debug, Clone, Default)]
 pub struct Mappings {
@@ -319,6 +404,8 @@ pub struct Mappings {
     read_back: std::collections::HashSet<(String, String, String)>,
     /// The pair of each `direction = "both"` mapping, under both directions' names.
     pub pairs: HashMap<String, Arc<Pair>>,
+    /// Per writing mapping, the mappings that read its target table back into its source table.
+    inverse: HashMap<String, Vec<Inverse>>,
     /// Hash of the mapping files' names and contents: whether a reload changed anything.
     fingerprint: u64,
 }
@@ -366,7 +453,6 @@ impl Mappings {
     pub fn from_list(list: Vec<Mapping>) -> Result<Mappings> {
         let mut out = Mappings::default();
         let mut names: HashMap<String, PathBuf> = HashMap::new();
-        let mut targets: HashMap<String, String> = HashMap::new();
         for m in list {
             if let Some(other) = names.insert(m.name.clone(), m.file.clone()) {
                 return Err(m.error(
@@ -378,13 +464,9 @@ impl Mappings {
                     ),
                 ));
             }
-            let t = m.target.to_string();
-            if let Some(other) = targets.get(&t) {
-                if m.source.to_string() == t || other == &m.source.to_string() {
-                    return Err(m.error(m.target.line, "a table cannot feed itself"));
-                }
+            if m.source == m.target {
+                return Err(m.error(m.target.line, "a table cannot feed itself"));
             }
-            targets.insert(t, m.source.to_string());
             let key = (
                 m.source.endpoint.clone(),
                 m.source.namespace.clone(),
@@ -393,6 +475,7 @@ impl Mappings {
             out.by_source.entry(key).or_default().push(out.list.len());
             out.list.push(Arc::new(m));
         }
+        check_written_columns(&out.list)?;
         for m in &out.list {
             for c in m.columns.iter().filter(|c| c.reference.is_some()) {
                 let name = c.reference.as_deref().unwrap_or_default();
@@ -444,7 +527,27 @@ impl Mappings {
             .map(|m| table(&m.source))
             .filter(|t| targets.contains(t))
             .collect();
+        for writer in &out.list {
+            let inverse: Vec<Inverse> = out
+                .list
+                .iter()
+                .filter_map(|reader| Inverse::of(writer, reader))
+                .collect();
+            if !inverse.is_empty() {
+                out.inverse.insert(writer.name.clone(), inverse);
+            }
+        }
         Ok(out)
+    }
+
+    /// Whether any mapping reads back, in agreement, what another writes.
+    pub fn has_inverse(&self) -> bool {
+        !self.inverse.is_empty()
+    }
+
+    /// The mappings that read back, in agreement, what `writer` writes (see [`Inverse`]).
+    pub fn inverse_of(&self, writer: &str) -> &[Inverse] {
+        self.inverse.get(writer).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Whether rowbridge both writes and reads this table (see `read_back`).

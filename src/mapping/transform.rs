@@ -108,6 +108,8 @@ pub struct BoundMapping {
     filters: Vec<(usize, FilterTest)>,
     /// Target column of a soft delete, when the mapping has one.
     soft_delete: Option<(usize, Value)>,
+    /// Every source column the mapping reads (mapped, key, computed, filter), ascending.
+    reads: Vec<usize>,
 }
 
 impl BoundMapping {
@@ -176,6 +178,18 @@ impl BoundMapping {
                         .is_some_and(|o| *o != mapping.source.endpoint)
             })
             .map(|(i, _)| i)
+            .chain(
+                mapping
+                    .computed
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| {
+                        c.owner
+                            .as_ref()
+                            .is_some_and(|o| *o != mapping.source.endpoint)
+                    })
+                    .map(|(j, _)| mapping.columns.len() + j),
+            )
             .collect();
         let target = Arc::new(TargetTable {
             endpoint: mapping.target.endpoint.clone(),
@@ -186,6 +200,15 @@ impl BoundMapping {
             update_only: mapping.update_only,
             insert_only,
         });
+        let mut reads: Vec<usize> = src_idx
+            .iter()
+            .chain(&key_src)
+            .chain(concat_src.iter().flatten())
+            .chain(filters.iter().map(|(i, _)| i))
+            .copied()
+            .collect();
+        reads.sort_unstable();
+        reads.dedup();
         Ok(BoundMapping {
             mapping,
             target,
@@ -195,6 +218,7 @@ impl BoundMapping {
             concat_src,
             filters,
             soft_delete,
+            reads,
         })
     }
 
@@ -309,10 +333,20 @@ impl BoundMapping {
 
     /// Whether this mapping reads source column `i`.
     pub fn uses_column(&self, i: usize) -> bool {
-        self.src_idx.contains(&i)
-            || self.key_src.contains(&i)
-            || self.concat_src.iter().any(|c| c.contains(&i))
-            || self.filters.iter().any(|(f, _)| *f == i)
+        self.reads.binary_search(&i).is_ok()
+    }
+
+    /// Every source column this mapping reads, ascending.
+    pub fn reads(&self) -> &[usize] {
+        &self.reads
+    }
+
+    /// The source key's values in an image (as the source sent them), if it carries them all.
+    pub fn source_key(&self, image: &RowImage) -> Option<Vec<Value>> {
+        self.key_src
+            .iter()
+            .map(|&i| image.get(i).cloned().flatten())
+            .collect()
     }
 
     /// The change's key as text for a dead-letter record, as far as the images carry it.

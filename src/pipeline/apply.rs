@@ -65,6 +65,62 @@ pub struct Applier {
     /// Key map (with the batch's pending writes) and the rows waiting for a reference.
     pub(super) keys: KeyState,
     pub(super) max_waiting: usize,
+    /// What each mapping last synced of the rows it reads back (echoes, see `echo`).
+    pub(super) echo: super::echo::Tracker,
+    /// A dead-letter replay is running: its changes are carried whatever the synced state.
+    replaying: bool,
+    /// Per op of the guarded batch in flight, the read-back states its write set.
+    guarded_read_back: Vec<Vec<String>>,
+    /// Per (transaction, source table, binding) of the batch in flight: the last change of
+    /// each row, by synced-state key.
+    last_change: HashMap<(usize, usize, usize), HashMap<String, usize>>,
+}
+
+/// Whether a later change of the same source transaction carries this row's final version in
+/// every column `b` reads, so this one need not be carried: the row's versions in between were
+/// never visible outside the transaction. Matters for rows rowbridge wrote through several
+/// mappings in one transaction (an insert by one, an update by another): only the final
+/// version of each is one of the versions the readers agree with. A key change is never
+/// skipped (it deletes the old key).
+fn superseded(
+    cache: &mut HashMap<(usize, usize, usize), HashMap<String, usize>>,
+    mappings: &Mappings,
+    txns: &[Transaction],
+    (ti, ci, bi): (usize, usize, usize),
+    b: &BoundMapping,
+    key: &str,
+) -> bool {
+    let changes = &txns[ti].changes;
+    let change = &changes[ci];
+    if changes.len() < 2 || !matches!(change.op, Op::Insert | Op::Update) {
+        return false;
+    }
+    if let (Some(before), Some(after)) = (&change.before, &change.after) {
+        if b.source_key(before).is_some_and(|k| Some(k) != b.source_key(after)) {
+            return false;
+        }
+    }
+    let table = Arc::as_ptr(&change.table) as usize;
+    let last = cache.entry((ti, table, bi)).or_insert_with(|| {
+        let mut last = HashMap::new();
+        for (j, c) in changes.iter().enumerate() {
+            if Arc::as_ptr(&c.table) as usize == table {
+                if let Some(k) = super::echo::Tracker::key_of(mappings, b, c) {
+                    last.insert(k, j);
+                }
+            }
+        }
+        last
+    });
+    let Some(&j) = last.get(key).filter(|&&j| j > ci) else {
+        return false;
+    };
+    let later = &changes[j];
+    matches!(later.op, Op::Insert | Op::Update)
+        && later
+            .after
+            .as_ref()
+            .is_some_and(|a| b.reads().iter().all(|&i| matches!(a.get(i), Some(Some(_)))))
 }
 
 /// Where a target operation came from, to dead-letter the right source change.
@@ -75,6 +131,8 @@ pub(super) struct Origin {
     pub binding: usize,
     /// The source row's key as text (key map and waiting rows are indexed by it).
     pub source_key: String,
+    /// The mapping's synced-state key of the source row, when it keeps one.
+    pub sync_key: Option<String>,
 }
 
 impl Applier {
@@ -106,6 +164,10 @@ impl Applier {
             bound: HashMap::new(),
             keys: KeyState::load(flow.store.clone())?,
             max_waiting: flow.config.pipeline.max_waiting,
+            echo: super::echo::Tracker::new(flow.store.clone()),
+            replaying: false,
+            guarded_read_back: Vec::new(),
+            last_change: HashMap::new(),
         })
     }
 
@@ -249,14 +311,9 @@ impl Applier {
             true => Some(hub.turn.lock().await),
             false => None,
         };
-        // Echo suppression: what rowbridge wrote on this source is not applied back. The
-        // transaction still moves the checkpoint (its position is the batch end or before).
-        let before = txns.len();
-        txns.retain(|t| !crate::model::is_own_write(t.origin.as_deref()));
-        let echoes = (before - txns.len()) as u64;
-        if echoes > 0 {
-            metrics::counter!(m::ECHO_SKIPPED, "flow" => self.flow.clone()).increment(echoes);
-        }
+        // A batch that fails before its commit is replayed: what it staged does not hold.
+        self.echo.discard();
+        self.last_change.clear();
         let mut ops = Vec::new();
         let mut origins = Vec::new();
         let mut captured = 0u64;
@@ -276,6 +333,7 @@ impl Applier {
         let mut guarded = None;
         let mut failed_idx = Vec::new();
         let mut written = 0u64;
+        let mut read_back: Vec<Vec<String>> = Vec::new();
         if !ops.is_empty() || self.guarded {
             let started = Instant::now();
             let applied = if self.guarded {
@@ -287,10 +345,13 @@ impl Applier {
             } else {
                 // Before the commit: the echo can reach the other flow as soon as the target
                 // commits.
-                self.remember_writes(&ops)?;
+                read_back = self.echo_writing(&txns, &ops, &origins)?;
                 sink.apply(&ops).await?
             };
             failed_idx = applied.failed.iter().map(|(i, _)| *i).collect();
+            if self.guarded {
+                read_back = std::mem::take(&mut self.guarded_read_back);
+            }
             metrics::histogram!(m::APPLY_SECONDS, "flow" => flow.clone())
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!(m::BATCH_ROWS, "flow" => flow.clone()).record(ops.len() as f64);
@@ -299,6 +360,13 @@ impl Applier {
             for (idx, err) in applied.failed {
                 let o = &origins[idx];
                 let op = &ops[idx];
+                // The target does not agree with what this op carried or wrote.
+                if let Some(k) = &o.sync_key {
+                    self.echo.forget(k.clone());
+                }
+                if let Some(keys) = read_back.get(idx) {
+                    self.echo.undo(keys)?;
+                }
                 let mapping = self.binding_name(&txns[o.txn].changes[o.change], o.binding);
                 let t = &txns[o.txn];
                 self.keys.forget(&mapping, &o.source_key);
@@ -313,6 +381,7 @@ impl Applier {
             }
         }
         self.keys.commit()?;
+        self.echo.flush()?;
         self.finish_waiting(&consumed, &txns[source_txns..])?;
         txns.truncate(source_txns);
         if let Some(g) = guarded {
@@ -378,9 +447,24 @@ impl Applier {
                 failures.push((b.mapping.name.clone(), err));
                 continue;
             }
-            if self.echo_check(b, change)? {
-                metrics::counter!(m::ECHO_SKIPPED, "flow" => self.flow.clone()).increment(1);
-                continue;
+            let sync_key = super::echo::Tracker::key_of(&self.mappings, b, change);
+            if change.op == Op::Truncate {
+                self.echo.clear(&b.mapping.name)?;
+            }
+            if let Some(k) = &sync_key {
+                if superseded(&mut self.last_change, &self.mappings, txns, (ti, ci, bi), b, k) {
+                    continue;
+                }
+                let force = self.replaying || self.resync_only.is_some();
+                let unchanged = !force && self.echo.unchanged(b, change, k)?;
+                tracing::trace!(flow = %self.flow, mapping = %b.mapping.name, op = ?change.op, unchanged, own = crate::model::is_own_write(txns[ti].origin.as_deref()), "synced-state check");
+                if unchanged {
+                    if crate::model::is_own_write(txns[ti].origin.as_deref()) {
+                        metrics::counter!(m::ECHO_SKIPPED, "flow" => self.flow.clone())
+                            .increment(1);
+                    }
+                    continue;
+                }
             }
             if self.keys.is_waiting(&b.mapping.name, &source_key) {
                 // An earlier change of this row waits: this one queues behind it.
@@ -407,24 +491,33 @@ impl Applier {
                             }
                         }
                     }
+                    if let Some(k) = &sync_key {
+                        self.echo.carried(b, change, k.clone())?;
+                    }
                     origins.extend((before..ops.len()).map(|_| Origin {
                         txn: ti,
                         change: ci,
                         binding: bi,
                         source_key: source_key.clone(),
+                        sync_key: sync_key.clone(),
                     }))
                 }
                 Ok(Mapped::Waiting { mapping, key }) => {
                     parks.push((b.mapping.name.clone(), source_key, Some((mapping, key))));
                 }
-                Err(Error::Row { table, reason, .. }) => failures.push((
+                Err(Error::Row { table, reason, .. }) => {
+                    if let Some(k) = sync_key {
+                        self.echo.forget(k);
+                    }
+                    failures.push((
                     b.mapping.name.clone(),
                     Error::Row {
                         table,
                         key: source_key,
                         reason,
                     },
-                )),
+                ))
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -458,85 +551,24 @@ impl Applier {
         Ok(key)
     }
 
-    /// Before a batch commits: remember what each upsert writes; a delete forgets the row. An
-    /// entry of a write that then fails never matches a change and goes with the next one.
-    fn remember_writes(&self, ops: &[TargetOp]) -> Result<()> {
-        for op in ops {
-            // Only rows of tables that some mapping reads back can echo.
-            let t = op.table();
-            if !self
-                .mappings
-                .is_read_back(&t.endpoint, &t.namespace, &t.name)
-            {
-                continue;
-            }
-            match op {
-                TargetOp::Upsert { .. } => {
-                    if let Some((row, cols, fp)) = super::echo::written(op) {
-                        self.store.add_written(&row, &cols, fp)?;
-                    }
-                }
-                TargetOp::Delete { table, key } => {
-                    let key: Vec<_> = table
-                        .key
-                        .iter()
-                        .map(|&i| table.columns[i].clone())
-                        .zip(key.iter().cloned())
-                        .collect();
-                    self.store.forget_written(&super::echo::row_key(
-                        &table.endpoint,
-                        &table.namespace,
-                        &table.name,
-                        &key,
-                    ))?;
-                }
-                TargetOp::Truncate { .. } => {}
-            }
+    /// Before a batch commits: the synced states its writes establish for the mappings that
+    /// read those rows back (per op, the keys set).
+    pub(super) fn echo_writing(
+        &mut self,
+        txns: &[Transaction],
+        ops: &[TargetOp],
+        origins: &[Origin],
+    ) -> Result<Vec<Vec<String>>> {
+        if !self.mappings.has_inverse() {
+            return Ok(Vec::new());
         }
-        Ok(())
-    }
-
-    /// Second line of echo suppression: an insert or update whose written columns read back
-    /// exactly as one of rowbridge's recent writes to this row is that write coming back: it is
-    /// dropped, with the writes before it (their echoes came earlier). A change that matches
-    /// none is a user's: the history is cleared, so a later change back to those values is
-    /// the user's too, not an echo.
-    fn echo_check(&self, b: &BoundMapping, change: &RowChange) -> Result<bool> {
-        let (Op::Insert | Op::Update, Some(after)) = (change.op, change.after.as_ref()) else {
-            return Ok(false);
-        };
-        let schema = &change.table;
-        let source = &b.mapping.source;
-        if !self
-            .mappings
-            .is_read_back(&source.endpoint, &source.namespace, &source.table)
-        {
-            return Ok(false);
-        }
-        let mut key = Vec::with_capacity(b.mapping.key.len());
-        for k in &b.mapping.key {
-            let Some(v) = schema
-                .column_index(k)
-                .and_then(|i| after.get(i).cloned().flatten())
-            else {
-                return Ok(false);
-            };
-            key.push((k.clone(), v));
-        }
-        let endpoint = &b.mapping.source.endpoint;
-        let row = super::echo::row_key(endpoint, &schema.namespace, &schema.name, &key);
-        let history = self.store.written(&row)?;
-        if history.is_empty() {
-            return Ok(false);
-        }
-        let hit = history.iter().position(|(cols, fp)| {
-            super::echo::image_fingerprint(schema, after, cols) == Some(*fp)
-        });
-        match hit {
-            Some(i) => self.store.set_written_list(&row, &history[i + 1..])?,
-            None => self.store.forget_written(&row)?,
-        }
-        Ok(hit.is_some())
+        let names: Vec<String> = origins
+            .iter()
+            .map(|o| self.binding_name(&txns[o.txn].changes[o.change], o.binding))
+            .collect();
+        let mappings = self.mappings.clone();
+        self.echo
+            .writing(&mappings, ops, |i| names.get(i).cloned())
     }
 
     pub(super) fn flow_name(&self) -> &str {
@@ -637,7 +669,10 @@ impl Applier {
                 partial: false,
             };
             self.new_dead_letters.clear();
-            self.apply_txns(vec![txn], None, sink).await?;
+            self.replaying = true;
+            let result = self.apply_txns(vec![txn], None, sink).await;
+            self.replaying = false;
+            result?;
             let again = std::mem::take(&mut self.new_dead_letters);
             self.store.remove_dead_letter(id)?;
             out.push(match again.first() {
@@ -727,7 +762,7 @@ impl Applier {
     ) -> Result<(super::conflict::Guarded, crate::sink::Applied)> {
         let g = self.guard_batch(txns, ops, origins, sink).await?;
         // Before the commit: the echo can reach the other flow as soon as the target commits.
-        self.remember_writes(ops)?;
+        self.guarded_read_back = self.echo_writing(txns, ops, origins)?;
         // Only batches that write: a heartbeat's move needs no record.
         if let Some(end) = end.filter(|_| !ops.is_empty()) {
             sink.write_progress(&self.flow, &end.to_arg()).await?;

@@ -492,6 +492,7 @@ impl Applier {
         let mut ops = Vec::new();
         let mut done = Vec::new();
         let mut written = Vec::new();
+        let mut writers = Vec::new();
         for p in pending {
             done.push(p.id);
             let Some(pair) = self.hub.pair(&p.pair).cloned() else {
@@ -506,6 +507,11 @@ impl Applier {
                 continue;
             }
             written.push((p.pair.clone(), p.entity.clone()));
+            // The mapping of the pair that writes this side.
+            writers.push(match pair.is_a(&p.endpoint) {
+                true => format!("{}.reverse", pair.name),
+                false => pair.name.clone(),
+            });
             ops.push(match p.row {
                 Some(row) => TargetOp::Upsert {
                     table,
@@ -515,8 +521,13 @@ impl Applier {
             });
         }
         if !ops.is_empty() {
+            let mappings = self.mappings.clone();
+            let read_back = self
+                .echo
+                .writing(&mappings, &ops, |i| writers.get(i).cloned())?;
             let applied = sink.apply_in_txn(&ops).await?;
             for (i, e) in applied.failed {
+                self.echo.undo(&read_back[i])?;
                 tracing::warn!(flow = %self.flow_name(), table = %ops[i].table(), error = %e, "a conflict decision could not be written");
             }
         }

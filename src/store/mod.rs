@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::position::Position;
 
 pub use records::{
-    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncJob, SyncState, Version,
-    Waiting,
+    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncJob, SyncState, Synced,
+    Version, Waiting,
 };
 
 /// Bumped when a stored record changes shape.
@@ -35,14 +35,14 @@ const AUDIT: &str = "audit";
 const KEYMAP: &str = "keymap";
 const WAITING: &str = "waiting";
 const WAITING_INDEX: &str = "waiting_index";
-const WRITTEN: &str = "written";
+/// The echo state before format 2 of it (fingerprints of rowbridge's writes): dropped at open.
+const WRITTEN_OLD: &str = "written";
+const SYNCED: &str = "synced";
 const SYNC: &str = "sync";
 const CONFLICTS: &str = "conflicts";
 const CONFLICT_OPEN: &str = "conflict_open";
 const PENDING: &str = "pending";
 const RESYNC: &str = "resync";
-/// Writes per row whose echoes may still be on their way back.
-pub const WRITTEN_HISTORY: usize = 8;
 
 #[derive(Clone)]
 pub struct Store {
@@ -54,8 +54,9 @@ pub struct Store {
     waiting: sled::Tree,
     /// (mapping, key, position) of parked changes: a replayed change is not parked twice.
     waiting_index: sled::Tree,
-    /// Fingerprint of what rowbridge last wrote to each target row (echo suppression).
-    written: sled::Tree,
+    /// What each mapping last synced of each source row it reads, where rowbridge also writes
+    /// that table (mapping \0 row key; see `pipeline::echo`).
+    synced: sled::Tree,
     /// Last agreed state of each row mapped both ways (pair \0 row key).
     sync: sled::Tree,
     /// Every conflict by id (open, parked and resolved: the record of both versions).
@@ -106,6 +107,7 @@ impl Store {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
+        db.drop_tree(WRITTEN_OLD).map_err(store_err)?;
         Ok(Store {
             checkpoints: tree(CHECKPOINTS)?,
             dead_letters: tree(DEAD_LETTERS)?,
@@ -113,7 +115,7 @@ impl Store {
             keymap: tree(KEYMAP)?,
             waiting: tree(WAITING)?,
             waiting_index: tree(WAITING_INDEX)?,
-            written: tree(WRITTEN)?,
+            synced: tree(SYNCED)?,
             sync: tree(SYNC)?,
             conflicts: tree(CONFLICTS)?,
             conflict_open: tree(CONFLICT_OPEN)?,
@@ -316,40 +318,33 @@ impl Store {
         self.waiting.len()
     }
 
-    /// What rowbridge recently wrote to a row, oldest first: (columns, fingerprint) per write
-    /// whose echo has not come back yet.
-    pub fn written(&self, row: &str) -> Result<Vec<(Vec<String>, u64)>> {
-        Ok(self
-            .written
-            .get(row)
+    /// A mapping's synced state of one source row (see `pipeline::echo`): per column read, its
+    /// value fingerprint; `Some(None)` once the row was deleted in sync.
+    pub fn synced(&self, key: &str) -> Result<Option<Synced>> {
+        self.synced
+            .get(key)
             .map_err(store_err)?
             .map(|v| decode(&v))
-            .transpose()?
-            .unwrap_or_default())
+            .transpose()
     }
 
-    /// Remember one more write to a row (the last [`WRITTEN_HISTORY`] are kept).
-    pub fn add_written(&self, row: &str, columns: &[String], fingerprint: u64) -> Result<()> {
-        let mut list = self.written(row)?;
-        list.push((columns.to_vec(), fingerprint));
-        if list.len() > WRITTEN_HISTORY {
-            list.remove(0);
-        }
-        self.set_written_list(row, &list)
-    }
-
-    pub fn set_written_list(&self, row: &str, list: &[(Vec<String>, u64)]) -> Result<()> {
-        if list.is_empty() {
-            return self.forget_written(row);
-        }
-        self.written
-            .insert(row, encode(&list)?)
+    pub fn set_synced(&self, key: &str, state: &Synced) -> Result<()> {
+        self.synced
+            .insert(key, encode(state)?)
             .map(|_| ())
             .map_err(store_err)
     }
 
-    pub fn forget_written(&self, row: &str) -> Result<()> {
-        self.written.remove(row).map(|_| ()).map_err(store_err)
+    pub fn forget_synced(&self, key: &str) -> Result<()> {
+        self.synced.remove(key).map(|_| ()).map_err(store_err)
+    }
+
+    /// Forget every synced state under a prefix (a mapping's, after a truncate).
+    pub fn forget_synced_prefix(&self, prefix: &str) -> Result<()> {
+        for k in self.synced.scan_prefix(prefix).keys() {
+            self.synced.remove(k.map_err(store_err)?).map_err(store_err)?;
+        }
+        Ok(())
     }
 
     pub fn sync_state(&self, pair: &str, entity: &str) -> Result<Option<SyncState>> {

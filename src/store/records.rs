@@ -175,3 +175,8 @@ pub struct ResyncJob {
     pub done: bool,
     pub actor: String,
 }
+
+/// What a mapping last synced of one source row, as the versions of it the target agreed with
+/// whose echoes may still be on their way (oldest first, the current last): per source column
+/// the mapping reads (lower case), the value's fingerprint; `None` for a row deleted in sync.
+pub type Synced = Vec<Option<Vec<(String, u64)>>>;
