@@ -547,7 +547,10 @@ impl Mappings {
 
     /// The mappings that read back, in agreement, what `writer` writes (see [`Inverse`]).
     pub fn inverse_of(&self, writer: &str) -> &[Inverse] {
-        self.inverse.get(writer).map(Vec::as_slice).unwrap_or_default()
+        self.inverse
+            .get(writer)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// Whether rowbridge both writes and reads this table (see `read_back`).

@@ -96,7 +96,9 @@ fn superseded(
         return false;
     }
     if let (Some(before), Some(after)) = (&change.before, &change.after) {
-        if b.source_key(before).is_some_and(|k| Some(k) != b.source_key(after)) {
+        if b.source_key(before)
+            .is_some_and(|k| Some(k) != b.source_key(after))
+        {
             return false;
         }
     }
@@ -452,7 +454,14 @@ impl Applier {
                 self.echo.clear(&b.mapping.name)?;
             }
             if let Some(k) = &sync_key {
-                if superseded(&mut self.last_change, &self.mappings, txns, (ti, ci, bi), b, k) {
+                if superseded(
+                    &mut self.last_change,
+                    &self.mappings,
+                    txns,
+                    (ti, ci, bi),
+                    b,
+                    k,
+                ) {
                     continue;
                 }
                 let force = self.replaying || self.resync_only.is_some();
@@ -510,13 +519,13 @@ impl Applier {
                         self.echo.forget(k);
                     }
                     failures.push((
-                    b.mapping.name.clone(),
-                    Error::Row {
-                        table,
-                        key: source_key,
-                        reason,
-                    },
-                ))
+                        b.mapping.name.clone(),
+                        Error::Row {
+                            table,
+                            key: source_key,
+                            reason,
+                        },
+                    ))
                 }
                 Err(e) => return Err(e),
             }
@@ -567,8 +576,7 @@ impl Applier {
             .map(|o| self.binding_name(&txns[o.txn].changes[o.change], o.binding))
             .collect();
         let mappings = self.mappings.clone();
-        self.echo
-            .writing(&mappings, ops, |i| names.get(i).cloned())
+        self.echo.writing(&mappings, ops, |i| names.get(i).cloned())
     }
 
     pub(super) fn flow_name(&self) -> &str {

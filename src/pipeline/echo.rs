@@ -247,11 +247,8 @@ impl Tracker {
                 (state_key(&inv.reader, &values), None)
             }
             TargetOp::Upsert { row, .. } => {
-                let values: Option<Vec<Value>> = inv
-                    .key
-                    .iter()
-                    .map(|k| row.get(col(k)?)?.clone())
-                    .collect();
+                let values: Option<Vec<Value>> =
+                    inv.key.iter().map(|k| row.get(col(k)?)?.clone()).collect();
                 let Some(values) = values else {
                     return Ok(None);
                 };

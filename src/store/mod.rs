@@ -342,7 +342,9 @@ impl Store {
     /// Forget every synced state under a prefix (a mapping's, after a truncate).
     pub fn forget_synced_prefix(&self, prefix: &str) -> Result<()> {
         for k in self.synced.scan_prefix(prefix).keys() {
-            self.synced.remove(k.map_err(store_err)?).map_err(store_err)?;
+            self.synced
+                .remove(k.map_err(store_err)?)
+                .map_err(store_err)?;
         }
         Ok(())
     }

@@ -21,7 +21,8 @@ CREATE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql
        RETURN NULL;
      END $$;";
 
-const ERP_COUNTER: &str = "CREATE TABLE write_count (tbl VARCHAR(64) PRIMARY KEY, n BIGINT NOT NULL);";
+const ERP_COUNTER: &str =
+    "CREATE TABLE write_count (tbl VARCHAR(64) PRIMARY KEY, n BIGINT NOT NULL);";
 
 fn pg_trigger(table: &str) -> String {
     format!(
@@ -44,7 +45,9 @@ fn my_triggers(table: &str) -> String {
 
 async fn crm_writes(b: &Bridge, table: &str) -> i64 {
     let r = b
-        .crm_rows(&format!("SELECT n::text FROM write_count WHERE tbl = '{table}'"))
+        .crm_rows(&format!(
+            "SELECT n::text FROM write_count WHERE tbl = '{table}'"
+        ))
         .await;
     count(&r)
 }
@@ -238,7 +241,12 @@ async fn user_edits_beside_rowbridge_writes_all_arrive() {
     // Every row write accounted for, none an echo. ERP: X's 2 inserts and 21 amount updates,
     // the users' 21 status changes. CRM: the users' 2 inserts and 21 amount updates, Y's 2
     // first statuses and 21 status changes.
-    assert_eq!(erp_writes(&b, "sales_orders").await, 2 + 21 + 21, "{}", tail(&b.log(), 30));
+    assert_eq!(
+        erp_writes(&b, "sales_orders").await,
+        2 + 21 + 21,
+        "{}",
+        tail(&b.log(), 30)
+    );
     assert_eq!(crm_writes(&b, "opportunities").await, 2 + 21 + 2 + 21);
     assert_eq!(
         b.cli(&["dlq", "list", "-o", "json"]).stdout,
@@ -317,11 +325,14 @@ async fn several_mappings_share_a_table_pair_both_ways() {
     )
     .await;
     b.start_ready().await;
-    let erp_sql = "SELECT crm_id, customer_name, address_city, revenue FROM customers ORDER BY crm_id";
-    let crm_sql = "SELECT id::text, name, city, revenue::text FROM companies ORDER BY id";
+    let erp_sql =
+        "SELECT crm_id, customer_name, address_city, revenue FROM customers ORDER BY crm_id";
+    let crm_sql = "SELECT id::text, name, city, revenue::text FROM companies ORDER BY companies.id";
 
-    b.crm_exec("INSERT INTO companies VALUES (1, 'Acme', 'Riyadh', 1.500), (2, 'شركة 🚀', 'Jeddah', 2)")
-        .await;
+    b.crm_exec(
+        "INSERT INTO companies VALUES (1, 'Acme', 'Riyadh', 1.500), (2, 'شركة 🚀', 'Jeddah', 2)",
+    )
+    .await;
     wait_erp(
         &b,
         erp_sql,
@@ -392,7 +403,12 @@ async fn several_mappings_share_a_table_pair_both_ways() {
     );
     // CRM: users' 2 inserts + 3 updates, rowbridge's 2 names. ERP: per new row an insert by one
     // mapping and the name by the other, 3 carried updates, users' 3 updates. Nothing bounced.
-    assert_eq!(crm_writes(&b, "companies").await, 2 + 3 + 2, "{}", tail(&b.log(), 30));
+    assert_eq!(
+        crm_writes(&b, "companies").await,
+        2 + 3 + 2,
+        "{}",
+        tail(&b.log(), 30)
+    );
     assert_eq!(erp_writes(&b, "customers").await, 2 * 2 + 3 + 3);
 }
 
@@ -487,7 +503,10 @@ async fn adopted_rows_keep_their_names() {
     )
     .await;
     wait_until("320 contacts with a CRM id", LONG, || async {
-        count(&b.erp_rows("SELECT COUNT(*) FROM `tabContact` WHERE crm_id IS NOT NULL").await) == 320
+        count(
+            &b.erp_rows("SELECT COUNT(*) FROM `tabContact` WHERE crm_id IS NOT NULL")
+                .await,
+        ) == 320
     })
     .await;
     b.crm_exec("UPDATE contacts SET first_name = 'renamed' WHERE id = 1007")
@@ -501,7 +520,11 @@ async fn adopted_rows_keep_their_names() {
 
     let mut want: Rows = (1..=300)
         .map(|i| {
-            let first = if i == 7 { "renamed".into() } else { format!("crm{i}") };
+            let first = if i == 7 {
+                "renamed".into()
+            } else {
+                format!("crm{i}")
+            };
             vec![
                 Some(format!("CONT-{i:05}")),
                 Some((1000 + i).to_string()),
@@ -545,7 +568,10 @@ async fn adopting_mapping_that_would_rename_rows_is_refused() {
         let out = b.cli(cmd);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{cmd:?}: {stderr}");
-        assert!(stderr.contains(&format!("contacts.toml:{line}:")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("contacts.toml:{line}:")),
+            "{stderr}"
+        );
         assert!(
             stderr.contains("computed.name: column 'name' is part of a unique key")
                 && stderr.contains("owner = \"erp\""),
@@ -553,7 +579,248 @@ async fn adopting_mapping_that_would_rename_rows_is_refused() {
         );
     }
     assert_eq!(
-        count(&b.erp_rows("SELECT COUNT(*) FROM `tabContact` WHERE crm_id IS NOT NULL").await),
+        count(
+            &b.erp_rows("SELECT COUNT(*) FROM `tabContact` WHERE crm_id IS NOT NULL")
+                .await
+        ),
         0
     );
+}
+
+// ---- a mixed-ownership workload ----
+
+/// The ERP owns credit limits: they go back to the CRM company (update only).
+const CREDIT_LIMIT: &str = r#"
+name = "credit_limit"
+direction = "erp->crm"
+key = ["crm_id"]
+write = "update"
+[source]
+endpoint = "erp"
+table = "customers"
+[target]
+endpoint = "crm"
+table = "companies"
+[columns]
+crm_id = "id"
+credit_limit = "credit_limit"
+"#;
+
+/// Row writes that change nothing (an echo written back), counted per side.
+fn workload_schemas() -> (String, String) {
+    let crm = format!(
+        "CREATE TABLE companies (id integer PRIMARY KEY, name text, city text, \
+           revenue numeric(12,3), credit_limit numeric(12,2));\
+         CREATE TABLE noop_count (n bigint NOT NULL); INSERT INTO noop_count VALUES (0);\
+         CREATE FUNCTION count_noop() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+           SET search_path = public AS $$ BEGIN UPDATE noop_count SET n = n + 1; RETURN NULL; END $$;\
+         CREATE TRIGGER companies_noop AFTER UPDATE ON companies FOR EACH ROW \
+           WHEN (OLD IS NOT DISTINCT FROM NEW) EXECUTE FUNCTION count_noop();"
+    );
+    let erp = "CREATE TABLE customers (crm_id INT PRIMARY KEY, customer_name VARCHAR(140), \
+           address_city VARCHAR(140), revenue DECIMAL(21,3), credit_limit DECIMAL(12,2)) \
+           DEFAULT CHARSET=utf8mb4;\
+         CREATE TABLE noop_count (n BIGINT NOT NULL); INSERT INTO noop_count VALUES (0);\
+         CREATE TRIGGER customers_noop AFTER UPDATE ON customers FOR EACH ROW \
+           UPDATE noop_count SET n = n + IF(NEW.customer_name <=> OLD.customer_name \
+             AND NEW.address_city <=> OLD.address_city AND NEW.revenue <=> OLD.revenue \
+             AND NEW.credit_limit <=> OLD.credit_limit, 1, 0);"
+        .to_string();
+    (crm, erp)
+}
+
+/// A small deterministic generator (64-bit LCG): the same edits every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Three mappings on one table pair (one-way with an ERP-owned column, a `both` name, an
+/// ERP-owned column going back), users editing both sides in the same rounds: every edit
+/// arrives, no write is an echo, both sides end as the users' edits say, column by column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_ownership_workload_converges_without_echo_writes() {
+    const ROWS: u64 = 40;
+    let (crm, erp) = workload_schemas();
+    let mut b = Bridge::new(
+        "echo_mixed",
+        &crm,
+        &erp,
+        &[
+            ("company_customer", COMPANY_CUSTOMER),
+            ("company_name", COMPANY_NAME),
+            ("credit_limit", CREDIT_LIMIT),
+        ],
+    )
+    .await;
+    b.start_ready().await;
+    // What each side must end with, kept by this test alone.
+    let mut name: Vec<String> = (0..ROWS).map(|i| format!("co {i} ✓")).collect();
+    let mut city: Vec<String> = (0..ROWS).map(|i| format!("city {i}")).collect();
+    let mut erp_city = city.clone();
+    let mut revenue: Vec<u64> = (0..ROWS).collect();
+    let mut credit: Vec<Option<u64>> = vec![None; ROWS as usize];
+    let values: Vec<String> = (0..ROWS)
+        .map(|i| {
+            format!(
+                "({i}, '{}', '{}', {})",
+                name[i as usize], city[i as usize], i
+            )
+        })
+        .collect();
+    b.crm_exec(&format!(
+        "INSERT INTO companies (id, name, city, revenue) VALUES {}",
+        values.join(",")
+    ))
+    .await;
+    wait_until("the customers on the ERP", LONG, || async {
+        count(&b.erp_rows("SELECT COUNT(*) FROM customers").await) == ROWS as i64
+    })
+    .await;
+    let mut rng = Lcg(14);
+    for round in 0..12 {
+        let mut crm_sql = Vec::new();
+        let mut erp_sql = Vec::new();
+        for _ in 0..6 {
+            let i = rng.below(ROWS) as usize;
+            match rng.below(3) {
+                // The CRM edits names of even rows, the ERP of odd rows: no edit of one
+                // field on both sides at once (that is a conflict, tested elsewhere).
+                0 if i % 2 == 0 => {
+                    name[i] = format!("crm {round} {i} عربي");
+                    crm_sql.push(format!(
+                        "UPDATE companies SET name = '{}' WHERE id = {i}",
+                        name[i]
+                    ));
+                }
+                0 => {
+                    name[i] = format!("erp {round} {i} 🚀");
+                    erp_sql.push(format!(
+                        "UPDATE customers SET customer_name = '{}' WHERE crm_id = {i}",
+                        name[i]
+                    ));
+                }
+                1 => {
+                    revenue[i] = rng.below(100_000);
+                    city[i] = format!("city {round}");
+                    crm_sql.push(format!(
+                        "UPDATE companies SET revenue = {}, city = '{}' WHERE id = {i}",
+                        revenue[i], city[i]
+                    ));
+                }
+                _ => {
+                    let c = rng.below(10_000);
+                    credit[i] = Some(c);
+                    erp_city[i] = format!("erp city {round}");
+                    erp_sql.push(format!(
+                        "UPDATE customers SET credit_limit = {c}, address_city = '{}' WHERE crm_id = {i}",
+                        erp_city[i]
+                    ));
+                }
+            }
+        }
+        // Both sides' edits of this round in flight together.
+        let crm_round = async {
+            if !crm_sql.is_empty() {
+                b.crm_exec(&format!("BEGIN; {}; COMMIT", crm_sql.join("; ")))
+                    .await;
+            }
+        };
+        let erp_round = async {
+            if !erp_sql.is_empty() {
+                use mysql_async::prelude::Queryable;
+                let mut conn = b.my.conn(&b.erp).await;
+                let mut tx = conn
+                    .start_transaction(mysql_async::TxOpts::default())
+                    .await
+                    .unwrap();
+                for sql in &erp_sql {
+                    tx.query_drop(sql)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                }
+                tx.commit().await.unwrap();
+            }
+        };
+        tokio::join!(crm_round, erp_round);
+    }
+    let crm_want: Rows = (0..ROWS as usize)
+        .map(|i| {
+            vec![
+                Some(i.to_string()),
+                Some(name[i].clone()),
+                Some(city[i].clone()),
+                Some(format!("{}.000", revenue[i])),
+                credit[i].map(|c| format!("{c}.00")),
+            ]
+        })
+        .collect();
+    let erp_want: Rows = (0..ROWS as usize)
+        .map(|i| {
+            vec![
+                Some(i.to_string()),
+                Some(name[i].clone()),
+                Some(erp_city[i].clone()),
+                Some(format!("{}.000", revenue[i] * 1000)),
+                credit[i].map(|c| format!("{c}.00")),
+            ]
+        })
+        .collect();
+    let crm_sql = "SELECT id::text, name, city, revenue::text, credit_limit::text FROM companies ORDER BY companies.id";
+    let erp_sql = "SELECT crm_id, customer_name, address_city, revenue, credit_limit FROM customers ORDER BY crm_id";
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let (crm_got, erp_got) = (b.crm_rows(crm_sql).await, b.erp_rows(erp_sql).await);
+        if crm_got == crm_want && erp_got == erp_want {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            for (g, w) in crm_got.iter().zip(&crm_want).filter(|(g, w)| g != w) {
+                eprintln!("CRM got {g:?}\n    want {w:?}");
+            }
+            for (g, w) in erp_got.iter().zip(&erp_want).filter(|(g, w)| g != w) {
+                eprintln!("ERP got {g:?}\n    want {w:?}");
+            }
+            panic!("both sides as the users left them\n{}", tail(&b.log(), 40));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One more crossing each way, so any echo still in flight has been through its flow.
+    b.crm_exec("UPDATE companies SET revenue = 1 WHERE id = 0")
+        .await;
+    wait_erp(
+        &b,
+        "SELECT revenue FROM customers WHERE crm_id = 0",
+        &[&[Some("1000.000")]],
+    )
+    .await;
+    b.erp_exec("UPDATE customers SET credit_limit = 1 WHERE crm_id = 0")
+        .await;
+    wait_crm(
+        &b,
+        "SELECT credit_limit::text FROM companies WHERE id = 0",
+        &[&[Some("1.00")]],
+    )
+    .await;
+    let noop_crm = count(&b.crm_rows("SELECT n::text FROM noop_count").await);
+    let noop_erp = count(&b.erp_rows("SELECT n FROM noop_count").await);
+    assert_eq!(
+        (noop_crm, noop_erp),
+        (0, 0),
+        "echo writes\n{}",
+        tail(&b.log(), 40)
+    );
+    assert_eq!(
+        b.cli(&["dlq", "list", "-o", "json"]).stdout,
+        b"[]\n".to_vec()
+    );
+    let conflicts = b.cli(&["conflicts", "list", "-o", "json"]);
+    assert_eq!(conflicts.stdout, b"[]\n".to_vec(), "no conflicts");
 }

@@ -234,13 +234,28 @@ fn upsert_sql(
     if t.update_only {
         return (update_sql(t, &present, &casts, &params, &aliases), present);
     }
+    // A row that already holds these values is not written again: an update that changes
+    // nothing would still be a new row version in the WAL, a trigger firing, and a change the
+    // other flow has to look at. (Compared as text: json has no equality operator.)
+    let changed: Vec<String> = present
+        .iter()
+        .filter(|i| !t.key.contains(i) && !t.insert_only.contains(i))
+        .map(|&i| {
+            let c = quote_ident(&t.columns[i]);
+            format!("t.{c}::text IS DISTINCT FROM EXCLUDED.{c}::text")
+        })
+        .collect();
     let action = if updates.is_empty() {
         "DO NOTHING".to_string()
     } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
+        format!(
+            "DO UPDATE SET {} WHERE {}",
+            updates.join(", "),
+            changed.join(" OR ")
+        )
     };
     let sql = format!(
-        "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({}) ON CONFLICT ({}) {action}",
+        "INSERT INTO {} AS t ({}) SELECT {} FROM unnest({}) AS u({}) ON CONFLICT ({}) {action}",
         qualified(t),
         cols.join(", "),
         casts.join(", "),
@@ -261,25 +276,30 @@ fn update_sql(
 ) -> String {
     let mut sets = Vec::new();
     let mut conds = Vec::new();
+    let mut changed = Vec::new();
     for (n, &i) in present.iter().enumerate() {
         let c = quote_ident(&t.columns[i]);
         if t.key.contains(&i) {
             conds.push(format!("t.{c} = {}", casts[n]));
         } else if !t.insert_only.contains(&i) {
             sets.push(format!("{c} = {}", casts[n]));
+            changed.push(format!("t.{c}::text IS DISTINCT FROM ({})::text", casts[n]));
         }
     }
     if sets.is_empty() {
         // Nothing this mapping may change: a no-op that still validates the batch shape.
         sets.push(format!("{0} = t.{0}", quote_ident(&t.columns[t.key[0]])));
+        changed.push("false".into());
     }
+    // Rows that already hold the values are left alone (see `upsert_sql`).
     format!(
-        "UPDATE {} AS t SET {} FROM unnest({}) AS u({}) WHERE {}",
+        "UPDATE {} AS t SET {} FROM unnest({}) AS u({}) WHERE {} AND ({})",
         qualified(t),
         sets.join(", "),
         params.join(", "),
         aliases.join(", "),
-        conds.join(" AND ")
+        conds.join(" AND "),
+        changed.join(" OR ")
     )
 }
 
@@ -431,8 +451,9 @@ mod tests {
         let (sql, cols) = upsert_sql(&t, &shape, &types);
         assert_eq!(
             sql,
-            "INSERT INTO \"public\".\"Products\" (\"id\", \"price\") SELECT u.c1::bigint, u.c2::numeric \
-             FROM unnest($1::text[], $2::text[]) AS u(c1, c2) ON CONFLICT (\"id\") DO UPDATE SET \"price\" = EXCLUDED.\"price\""
+            "INSERT INTO \"public\".\"Products\" AS t (\"id\", \"price\") SELECT u.c1::bigint, u.c2::numeric \
+             FROM unnest($1::text[], $2::text[]) AS u(c1, c2) ON CONFLICT (\"id\") DO UPDATE SET \"price\" = EXCLUDED.\"price\" \
+             WHERE t.\"price\"::text IS DISTINCT FROM EXCLUDED.\"price\"::text"
         );
         assert_eq!(cols, vec![0, 2]);
         let (del, _) = delete_sql(&t, &types);
