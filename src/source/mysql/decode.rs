@@ -9,22 +9,36 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::Value as My;
 
+use super::charset::Charset;
 use crate::model::Value;
 
-/// The `binary` character set: such columns carry bytes, not text.
-pub const BINARY_CHARSET: u16 = 63;
-
 /// What decoding needs to know about a column.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnInfo {
     pub name: String,
     pub column_type: Option<ColumnType>,
     pub unsigned: bool,
     /// The table map's metadata bytes for the column (lengths, precision, fraction digits).
     pub meta: Vec<u8>,
-    pub charset: u16,
-    /// Variant names of an ENUM or SET column (from binlog_row_metadata=FULL).
-    pub variants: Vec<String>,
+    /// The column's character set (from its collation id in the table map).
+    pub charset: Charset,
+    /// Variant names of an ENUM or SET column (from binlog_row_metadata=FULL), decoded by the
+    /// column's character set; `Err` when a name has no exact text (every value of the column
+    /// is then refused).
+    pub variants: Result<Vec<String>, String>,
+}
+
+impl Default for ColumnInfo {
+    fn default() -> ColumnInfo {
+        ColumnInfo {
+            name: String::new(),
+            column_type: None,
+            unsigned: false,
+            meta: Vec::new(),
+            charset: Charset::Unknown(0),
+            variants: Ok(Vec::new()),
+        }
+    }
 }
 
 impl ColumnInfo {
@@ -34,8 +48,8 @@ impl ColumnInfo {
             column_type: Some(c.column_type()),
             unsigned: c.flags().contains(ColumnFlags::UNSIGNED_FLAG),
             meta: Vec::new(),
-            charset: c.character_set(),
-            variants,
+            charset: Charset::of_collation(c.character_set()),
+            variants: Ok(variants),
         }
     }
 }
@@ -87,10 +101,8 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
         | MYSQL_TYPE_MEDIUM_BLOB
         | MYSQL_TYPE_LONG_BLOB
         | MYSQL_TYPE_BLOB => match my {
-            My::Bytes(b) if col.charset == BINARY_CHARSET => Value::Bytes(b),
-            My::Bytes(b) => {
-                Value::Text(String::from_utf8(b).map_err(|_| "text is not valid UTF-8")?)
-            }
+            My::Bytes(b) if col.charset == Charset::Binary => Value::Bytes(b),
+            My::Bytes(b) => Value::Text(col.charset.decode(&b)?),
             _ => return Err("string value".into()),
         },
         other => return Err(format!("column type {other:?} is not supported")),
@@ -187,7 +199,8 @@ fn enum_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
     if idx == 0 {
         return Ok(Value::Text(String::new()));
     }
-    col.variants
+    let variants = col.variants.as_ref().map_err(Clone::clone)?;
+    variants
         .get(idx - 1)
         .map(|v| Value::Text(v.clone()))
         .ok_or_else(|| format!("ENUM index {idx} has no name (is binlog_row_metadata=FULL?)"))
@@ -197,6 +210,7 @@ fn set_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
     let My::Bytes(b) = my else {
         return Err("SET value".into());
     };
+    let variants = col.variants.as_ref().map_err(Clone::clone)?;
     let mut bits = 0u64;
     for (i, byte) in b.iter().enumerate().take(8) {
         bits |= (*byte as u64) << (8 * i);
@@ -204,7 +218,7 @@ fn set_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
     let mut names = Vec::new();
     for i in 0..64 {
         if bits & (1 << i) != 0 {
-            let name = col.variants.get(i).ok_or_else(|| {
+            let name = variants.get(i).ok_or_else(|| {
                 format!("SET member {i} has no name (is binlog_row_metadata=FULL?)")
             })?;
             names.push(name.as_str());
@@ -241,7 +255,7 @@ mod tests {
         ColumnInfo {
             name: "c".into(),
             column_type: Some(ty),
-            charset: 45,
+            charset: Charset::Utf8,
             ..Default::default()
         }
     }
@@ -304,17 +318,17 @@ mod tests {
         );
         assert!(v(&t, My::Bytes(vec![0xff, 0xfe])).is_err());
         let mut b = col(ColumnType::MYSQL_TYPE_BLOB);
-        b.charset = BINARY_CHARSET;
+        b.charset = Charset::Binary;
         assert_eq!(
             v(&b, My::Bytes(vec![0, 255])),
             Ok(Value::Bytes(vec![0, 255]))
         );
         let mut e = col(ColumnType::MYSQL_TYPE_ENUM);
-        e.variants = vec!["open".into(), "won".into()];
+        e.variants = Ok(vec!["open".into(), "won".into()]);
         assert_eq!(v(&e, My::Int(2)), Ok(Value::Text("won".into())));
         assert!(v(&e, My::Int(3)).is_err());
         let mut s = col(ColumnType::MYSQL_TYPE_SET);
-        s.variants = vec!["a".into(), "b".into(), "c".into()];
+        s.variants = Ok(vec!["a".into(), "b".into(), "c".into()]);
         assert_eq!(v(&s, My::Bytes(vec![0b101])), Ok(Value::Text("a,c".into())));
         assert_eq!(
             v(&col(ColumnType::MYSQL_TYPE_BIT), My::Bytes(vec![0, 5])),

@@ -11,6 +11,7 @@
 //! server's own retention, and a checkpoint whose binlog was purged stops the flow with a
 //! resync hint instead of silently restarting from "now".
 
+mod charset;
 mod decode;
 pub mod gtid;
 mod rows;
