@@ -46,3 +46,6 @@ mod privileges;
 
 #[path = "scenarios/service.rs"]
 mod service;
+
+#[path = "scenarios/source_exact.rs"]
+mod source_exact;

@@ -18,6 +18,7 @@ mod rows;
 mod setup;
 mod stream;
 
+pub use charset::{charset_name, Charset};
 pub use decode::{bit_text, value as decode_value, ColumnInfo};
 pub use setup::{current_position, verify_settings, Flavor};
 pub use stream::MysqlSource;
