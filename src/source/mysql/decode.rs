@@ -71,9 +71,15 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
         return Ok(Value::Null);
     }
     let v = match ty {
+        // mysql_common reads a signed MEDIUMINT's three bytes without sign extension
+        // (-8388608 arrived as 8388608): extend bit 23 here.
+        MYSQL_TYPE_INT24 if !col.unsigned => match integer(my)? {
+            Value::Int(i) => Value::Int(((i as i32) << 8 >> 8) as i64),
+            other => other,
+        },
         MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
         | MYSQL_TYPE_LONGLONG => integer(my)?,
-        MYSQL_TYPE_YEAR => Value::Int(text(my)?.parse().map_err(|_| "YEAR value")?),
+        MYSQL_TYPE_YEAR => year(my)?,
         MYSQL_TYPE_FLOAT => match my {
             // Through the shortest text form, so FLOAT 1.1 stays 1.1 rather than 1.100000023.
             My::Float(f) => Value::Float(f.to_string().parse().map_err(|_| "FLOAT value")?),
@@ -89,7 +95,7 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
         MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => date(my)?,
         MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => datetime(my)?,
         MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => timestamp(my)?,
-        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => time(my)?,
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => time(my, fsp(col))?,
         MYSQL_TYPE_JSON => Value::Json(text(my)?),
         MYSQL_TYPE_ENUM => enum_value(col, my)?,
         MYSQL_TYPE_SET => set_value(col, my)?,
@@ -118,6 +124,18 @@ fn integer(my: My) -> Result<Value, String> {
     }
 }
 
+/// YEAR is one byte on disk: 0 is the year 0000, 1..=255 are 1901..=2155. mysql_common adds
+/// 1900 to every byte, so 0000 arrived as 1900 (a year YEAR cannot hold).
+fn year(my: My) -> Result<Value, String> {
+    let y: i64 = text(my)?.parse().map_err(|_| "YEAR value")?;
+    Ok(Value::Int(if y == 1900 { 0 } else { y }))
+}
+
+/// Fraction digits of a TIME2/DATETIME2/TIMESTAMP2 column (its one metadata byte).
+fn fsp(col: &ColumnInfo) -> usize {
+    col.meta.first().map_or(0, |&d| d.min(6) as usize)
+}
+
 fn text(my: My) -> Result<String, String> {
     match my {
         My::Bytes(b) => String::from_utf8(b).map_err(|_| "value is not valid UTF-8".into()),
@@ -131,7 +149,7 @@ fn date(my: My) -> Result<Value, String> {
     match my {
         My::Date(y, m, d, ..) => NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
             .map(Value::Date)
-            .ok_or_else(|| format!("date {y:04}-{m:02}-{d:02} has no exact form (zero date?)")),
+            .ok_or_else(|| "zero date or zero in date has no exact form".to_string()),
         _ => Err("DATE value".into()),
     }
 }
@@ -141,9 +159,7 @@ fn datetime(my: My) -> Result<Value, String> {
         My::Date(y, mo, d, h, mi, s, us) => NaiveDate::from_ymd_opt(y as i32, mo as u32, d as u32)
             .and_then(|date| date.and_hms_micro_opt(h as u32, mi as u32, s as u32, us))
             .map(Value::Timestamp)
-            .ok_or_else(|| {
-                format!("datetime {y:04}-{mo:02}-{d:02} has no exact form (zero date?)")
-            }),
+            .ok_or_else(|| "zero date or zero in date has no exact form".to_string()),
         _ => Err("DATETIME value".into()),
     }
 }
@@ -171,16 +187,19 @@ fn timestamp(my: My) -> Result<Value, String> {
         .ok_or_else(|| "TIMESTAMP out of range".into())
 }
 
-fn time(my: My) -> Result<Value, String> {
+fn time(my: My, fsp: usize) -> Result<Value, String> {
     match my {
         My::Time(neg, days, h, m, s, us) => {
             if neg || days > 0 {
-                // Outside a time of day: keep the exact text, the target decides (interval, text).
+                // Outside a time of day: keep the exact text as MariaDB shows it (its own
+                // fraction digits), the target decides (interval, text).
                 let sign = if neg { "-" } else { "" };
                 let hours = days * 24 + h as u32;
-                return Ok(Value::Text(format!(
-                    "{sign}{hours:02}:{m:02}:{s:02}.{us:06}"
-                )));
+                let mut t = format!("{sign}{hours:02}:{m:02}:{s:02}");
+                if fsp > 0 {
+                    t.push_str(&format!(".{us:06}")[..fsp + 1]);
+                }
+                return Ok(Value::Text(t));
             }
             NaiveTime::from_hms_micro_opt(h as u32, m as u32, s as u32, us)
                 .map(Value::Time)
@@ -274,6 +293,31 @@ mod tests {
     }
 
     #[test]
+    fn mediumint_sign_and_year_zero() {
+        let c = col(ColumnType::MYSQL_TYPE_INT24);
+        assert_eq!(v(&c, My::Int(8_388_608)), Ok(Value::Int(-8_388_608)));
+        assert_eq!(v(&c, My::Int(16_777_215)), Ok(Value::Int(-1)));
+        assert_eq!(v(&c, My::Int(-5)), Ok(Value::Int(-5)));
+        assert_eq!(v(&c, My::Int(8_388_607)), Ok(Value::Int(8_388_607)));
+        let mut u = col(ColumnType::MYSQL_TYPE_INT24);
+        u.unsigned = true;
+        assert_eq!(v(&u, My::UInt(16_777_215)), Ok(Value::Int(16_777_215)));
+        let y = col(ColumnType::MYSQL_TYPE_YEAR);
+        assert_eq!(v(&y, My::Int(1900)), Ok(Value::Int(0)));
+        assert_eq!(v(&y, My::Int(2155)), Ok(Value::Int(2155)));
+    }
+
+    #[test]
+    fn zero_date_reasons_carry_no_value() {
+        let d = col(ColumnType::MYSQL_TYPE_DATE);
+        let reason = v(&d, My::Date(2024, 0, 15, 0, 0, 0, 0)).unwrap_err();
+        assert!(
+            !reason.contains("2024") && !reason.contains("15"),
+            "{reason}"
+        );
+    }
+
+    #[test]
     fn float_keeps_its_shortest_form() {
         assert_eq!(
             v(&col(ColumnType::MYSQL_TYPE_FLOAT), My::Float(1.1)),
@@ -345,10 +389,21 @@ mod tests {
 
     #[test]
     fn times_outside_a_day_keep_their_text() {
-        let c = col(ColumnType::MYSQL_TYPE_TIME2);
+        let mut c = col(ColumnType::MYSQL_TYPE_TIME2);
+        c.meta = vec![6];
         assert_eq!(
             v(&c, My::Time(true, 1, 2, 3, 4, 0)),
             Ok(Value::Text("-26:03:04.000000".into()))
+        );
+        c.meta = vec![3];
+        assert_eq!(
+            v(&c, My::Time(false, 34, 22, 59, 59, 120_000)),
+            Ok(Value::Text("838:59:59.120".into()))
+        );
+        c.meta = vec![0];
+        assert_eq!(
+            v(&c, My::Time(true, 0, 0, 0, 1, 0)),
+            Ok(Value::Text("-00:00:01".into()))
         );
         assert!(matches!(
             v(&c, My::Time(false, 0, 10, 0, 0, 5)),
