@@ -152,3 +152,558 @@ async fn latin1_and_cp1256_text_arrives_exactly() {
     assert!(!reason.contains("8A") && !reason.contains("8a"), "{reason}");
     b.stop();
 }
+
+/// How a column's two read-backs are compared.
+#[derive(Clone, Copy)]
+enum Cmp {
+    Text,
+    /// Both sides as numbers of this width, bit for bit (FLOAT is a 32-bit value).
+    F32,
+    F64,
+    /// Decimal text, trailing fraction zeros aside (numeric(18,9) shows 1.5 of DECIMAL 1.50).
+    Dec,
+}
+
+/// One mapped MariaDB -> PostgreSQL type pair: column, ERP type, CRM type, how each side reads
+/// it back as text, and the edge values (ERP SQL literals) it is tried with.
+struct Pair {
+    col: &'static str,
+    erp_type: &'static str,
+    crm_type: &'static str,
+    erp_read: &'static str,
+    crm_read: &'static str,
+    cmp: Cmp,
+    values: &'static [&'static str],
+}
+
+const fn p(
+    col: &'static str,
+    erp_type: &'static str,
+    crm_type: &'static str,
+    values: &'static [&'static str],
+) -> Pair {
+    Pair {
+        col,
+        erp_type,
+        crm_type,
+        erp_read: "CAST({} AS CHAR)",
+        crm_read: "{}::text",
+        cmp: Cmp::Text,
+        values,
+    }
+}
+
+const fn read(mut pair: Pair, erp_read: &'static str, crm_read: &'static str, cmp: Cmp) -> Pair {
+    pair.erp_read = erp_read;
+    pair.crm_read = crm_read;
+    pair.cmp = cmp;
+    pair
+}
+
+const TEXT: (&str, &str, Cmp) = ("{}", "{}", Cmp::Text);
+
+fn corpus() -> Vec<Pair> {
+    let text = |pair: Pair| read(pair, TEXT.0, TEXT.1, TEXT.2);
+    let dec = |pair: Pair| read(pair, "CAST({} AS CHAR)", "{}::text", Cmp::Dec);
+    let hex = |pair: Pair| read(pair, "HEX({})", "upper(encode({}, 'hex'))", Cmp::Text);
+    let utc = "DATE_FORMAT(CONVERT_TZ({}, @@session.time_zone, '+00:00'), '%Y-%m-%d %H:%i:%s.%f')";
+    let ts = "DATE_FORMAT({}, '%Y-%m-%d %H:%i:%s.%f')";
+    vec![
+        read(
+            p("b1", "TINYINT(1)", "boolean", &["0", "1", "2", "-1"]),
+            "CAST({} AS CHAR)",
+            "{}::int::text",
+            Cmp::Text,
+        ),
+        p("ti", "TINYINT", "smallint", &["-128", "127"]),
+        p("tu", "TINYINT UNSIGNED", "smallint", &["0", "255"]),
+        p("su", "SMALLINT UNSIGNED", "integer", &["65535"]),
+        p("mi", "MEDIUMINT", "integer", &["-8388608", "8388607"]),
+        p("mu", "MEDIUMINT UNSIGNED", "integer", &["16777215"]),
+        p("i4", "INT", "integer", &["-2147483648", "2147483647"]),
+        p(
+            "iu",
+            "INT UNSIGNED",
+            "integer",
+            &["2147483647", "2147483648", "4294967295"],
+        ),
+        p("iub", "INT UNSIGNED", "bigint", &["4294967295"]),
+        p(
+            "bi",
+            "BIGINT",
+            "bigint",
+            &["-9223372036854775808", "9223372036854775807"],
+        ),
+        p("bi4", "BIGINT", "integer", &["2147483648", "-2147483649"]),
+        p(
+            "bu",
+            "BIGINT UNSIGNED",
+            "numeric(20,0)",
+            &["18446744073709551615", "0"],
+        ),
+        p(
+            "bu8",
+            "BIGINT UNSIGNED",
+            "bigint",
+            &["9223372036854775807", "9223372036854775808"],
+        ),
+        read(
+            p("yr", "YEAR", "smallint", &["1901", "2155", "0"]),
+            "CAST({} + 0 AS CHAR)",
+            "{}::text",
+            Cmp::Text,
+        ),
+        dec(p(
+            "dm",
+            "DECIMAL(65,30)",
+            "numeric",
+            &[
+                "-99999999999999999999999999999999999.999999999999999999999999999999",
+                "0.000000000000000000000000000001",
+            ],
+        )),
+        dec(p(
+            "dn",
+            "DECIMAL(20,10)",
+            "numeric(18,9)",
+            &[
+                "123456789.123456789",
+                "123456789.1234567891",
+                "1234567890.1",
+                "-0.000000001",
+            ],
+        )),
+        read(
+            p(
+                "fl",
+                "FLOAT",
+                "real",
+                &["1.1", "3.40282e38", "-1.17549e-38", "16777217", "0"],
+            ),
+            "CAST({} AS DOUBLE)",
+            "{}::text",
+            Cmp::F32,
+        ),
+        read(
+            p("fd", "FLOAT", "double precision", &["1.1", "16777217"]),
+            "CAST({} AS DOUBLE)",
+            "{}::real::text",
+            Cmp::F32,
+        ),
+        read(
+            p(
+                "db",
+                "DOUBLE",
+                "double precision",
+                &[
+                    "1.7976931348623157e308",
+                    "-2.2250738585072014e-308",
+                    "4.9e-324",
+                    "0.1",
+                ],
+            ),
+            "{}",
+            "{}::text",
+            Cmp::F64,
+        ),
+        read(
+            p(
+                "dr",
+                "DOUBLE",
+                "real",
+                &["0.5", "0.1", "0.123456789", "1e300"],
+            ),
+            "{}",
+            "{}::text",
+            Cmp::F64,
+        ),
+        p(
+            "dt",
+            "DATE",
+            "date",
+            &[
+                "'1000-01-01'",
+                "'9999-12-31'",
+                "'0000-00-00'",
+                "'2024-00-15'",
+                "'2024-02-00'",
+            ],
+        ),
+        read(
+            p(
+                "dtm",
+                "DATETIME(6)",
+                "timestamp",
+                &[
+                    "'9999-12-31 23:59:59.999999'",
+                    "'1000-01-01 00:00:00'",
+                    "'0000-00-00 00:00:00'",
+                    "'2024-02-00 10:00:00'",
+                ],
+            ),
+            ts,
+            "to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')",
+            Cmp::Text,
+        ),
+        read(
+            p(
+                "dt3",
+                "DATETIME(6)",
+                "timestamp(3)",
+                &["'2024-01-01 00:00:00.123'", "'2024-01-01 00:00:00.1234'"],
+            ),
+            ts,
+            "to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')",
+            Cmp::Text,
+        ),
+        read(
+            p(
+                "dt0",
+                "DATETIME",
+                "timestamp(0)",
+                &["'2024-01-01 00:00:59'"],
+            ),
+            ts,
+            "to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')",
+            Cmp::Text,
+        ),
+        read(
+            p(
+                "tsz",
+                "TIMESTAMP(6) NULL",
+                "timestamptz",
+                &[
+                    "'1970-01-01 00:00:01'",
+                    "'2038-01-19 03:14:07.999999'",
+                    "'0000-00-00 00:00:00'",
+                ],
+            ),
+            utc,
+            "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+            Cmp::Text,
+        ),
+        read(
+            p(
+                "tm",
+                "TIME(6)",
+                "time",
+                &[
+                    "'00:00:00'",
+                    "'23:59:59.999999'",
+                    "'-00:00:01'",
+                    "'838:59:59'",
+                    "'24:00:00'",
+                ],
+            ),
+            "TIME_FORMAT({}, '%H:%i:%s.%f')",
+            "to_char({}, 'HH24:MI:SS.US')",
+            Cmp::Text,
+        ),
+        read(
+            p("tm0", "TIME", "time(0)", &["'12:34:56'"]),
+            "TIME_FORMAT({}, '%H:%i:%s')",
+            "{}::text",
+            Cmp::Text,
+        ),
+        read(
+            p(
+                "ti6",
+                "TIME(6)",
+                "interval",
+                &["'-838:59:59.000000'", "'838:59:59'", "'-00:00:00.000001'"],
+            ),
+            "TIME_TO_SEC({})",
+            "extract(epoch from {})::text",
+            Cmp::Dec,
+        ),
+        p("tmt", "TIME", "text", &["'-26:03:04'", "'100:00:00'"]),
+        p(
+            "tm6",
+            "TIME(6)",
+            "text",
+            &["'-26:03:04.5'", "'10:00:00.25'"],
+        ),
+        read(
+            p(
+                "bt",
+                "BIT(10)",
+                "bit varying(10)",
+                &["b'1000000001'", "b'0000000101'", "b'0'"],
+            ),
+            "BIN({})",
+            "{}::text",
+            Cmp::Text,
+        ),
+        read(
+            p(
+                "b64",
+                "BIT(64)",
+                "bit varying(64)",
+                &["b'1111111111111111111111111111111111111111111111111111111111111111'"],
+            ),
+            "BIN({})",
+            "{}::text",
+            Cmp::Text,
+        ),
+        text(p(
+            "ch",
+            "CHAR(10) CHARACTER SET utf8mb4",
+            "text",
+            &["'abc'", "''", "'🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉'"],
+        )),
+        text(p(
+            "vc",
+            "VARCHAR(20) CHARACTER SET utf8mb4",
+            "varchar(10)",
+            &["'🎉🎉🎉🎉🎉مرحبا'", "'🎉🎉🎉🎉🎉مرحبا!'"],
+        )),
+        text(p(
+            "tx",
+            "MEDIUMTEXT CHARACTER SET utf8mb4",
+            "text",
+            &[
+                "CONCAT('a', CHAR(0), 'b')",
+                "REPEAT('مرحبا 🎉 ', 3000)",
+                "'quote '' backslash \\\\ tab \t'",
+            ],
+        )),
+        hex(p("bl", "BLOB", "bytea", &["X'00FF10'", "X''"])),
+        hex(p("vb", "VARBINARY(20)", "bytea", &["X'00E9FF'"])),
+        text(p(
+            "js",
+            "JSON",
+            "json",
+            &[
+                "'{\"k\": \"مرحبا 🎉\", \"n\": 1.000000000000000000001}'",
+                "'{\"a\": 1, \"a\": 2}'",
+            ],
+        )),
+        text(p(
+            "en",
+            "ENUM('café','مرحبا','🎉') CHARACTER SET utf8mb4",
+            "text",
+            &["'مرحبا'", "'🎉'", "''"],
+        )),
+        text(p(
+            "el",
+            "ENUM('café','Mél') CHARACTER SET latin1",
+            "text",
+            &["'café'", "'Mél'"],
+        )),
+        text(p(
+            "sl",
+            "SET('a','é','€') CHARACTER SET latin1",
+            "text",
+            &["'a,é,€'", "'é'"],
+        )),
+        text(p(
+            "l1",
+            "VARCHAR(20) CHARACTER SET latin1",
+            "text",
+            &[
+                "'café €100'",
+                "_latin1 x'4DC3A96C'",
+                "_latin1 x'818D8F909D'",
+            ],
+        )),
+        text(p(
+            "c56",
+            "VARCHAR(20) CHARACTER SET cp1256",
+            "text",
+            &["'مرحبا، ؟'", "_cp1256 x'8A'", "_cp1256 x'FF'"],
+        )),
+        text(p(
+            "gr",
+            "VARCHAR(20) CHARACTER SET greek",
+            "text",
+            &["'Καλημέρα'", "_greek x'A1A2'", "_greek x'A4'"],
+        )),
+        text(p(
+            "he",
+            "VARCHAR(20) CHARACTER SET hebrew",
+            "text",
+            &["'שלום'", "_hebrew x'AFFD'", "_hebrew x'C0'"],
+        )),
+        text(p(
+            "ko",
+            "VARCHAR(20) CHARACTER SET koi8r",
+            "text",
+            &["'Привет'", "_koi8r x'9A'"],
+        )),
+        text(p(
+            "u2",
+            "VARCHAR(20) CHARACTER SET ucs2",
+            "text",
+            &["'مرحبا é'"],
+        )),
+        text(p(
+            "u16",
+            "VARCHAR(20) CHARACTER SET utf16",
+            "text",
+            &["'مرحبا 🎉𝄞'"],
+        )),
+        text(p(
+            "ule",
+            "VARCHAR(20) CHARACTER SET utf16le",
+            "text",
+            &["'مرحبا 🎉𝄞'"],
+        )),
+        text(p(
+            "u32",
+            "VARCHAR(20) CHARACTER SET utf32",
+            "text",
+            &["'مرحبا 🎉𝄞'"],
+        )),
+        text(p(
+            "m3",
+            "VARCHAR(20) CHARACTER SET utf8mb3",
+            "text",
+            &["'مرحبا €'"],
+        )),
+        text(p(
+            "m4",
+            "VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_uca1400_ai_ci",
+            "text",
+            &["'مرحبا 🎉𝄞'"],
+        )),
+    ]
+}
+
+fn read_sql(template: &str, col: &str) -> String {
+    template.replace("{}", col)
+}
+
+fn same(cmp: Cmp, crm: &Option<String>, erp: &Option<String>) -> bool {
+    match (cmp, crm, erp) {
+        (Cmp::Text, c, e) => c == e,
+        (Cmp::F32, Some(c), Some(e)) => {
+            let (c, e) = (c.parse::<f32>(), e.parse::<f64>());
+            matches!((c, e), (Ok(c), Ok(e)) if c.to_bits() == (e as f32).to_bits())
+        }
+        (Cmp::F64, Some(c), Some(e)) => {
+            matches!((c.parse::<f64>(), e.parse::<f64>()), (Ok(c), Ok(e)) if c.to_bits() == e.to_bits())
+        }
+        (Cmp::Dec, Some(c), Some(e)) => decimal(c) == decimal(e),
+        (_, c, e) => c == e,
+    }
+}
+
+fn decimal(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// Every mapped MariaDB -> PostgreSQL type pair with its edge values: each value arrives exactly
+/// or its row is dead-lettered naming table, key and column, never the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erp_to_crm_corpus_is_exact_or_refused() {
+    let pairs = corpus();
+    let erp_cols: Vec<String> = pairs
+        .iter()
+        .map(|p| format!("{} {}", p.col, p.erp_type))
+        .collect();
+    let crm_cols: Vec<String> = pairs
+        .iter()
+        .map(|p| format!("{} {}", p.col, p.crm_type))
+        .collect();
+    let erp = format!(
+        "CREATE TABLE corpus (id INT PRIMARY KEY, {}) DEFAULT CHARSET=utf8mb4;",
+        erp_cols.join(", ")
+    );
+    let crm = format!(
+        "CREATE TABLE corpus (id integer PRIMARY KEY, {});",
+        crm_cols.join(", ")
+    );
+    let mut names = vec!["id"];
+    names.extend(pairs.iter().map(|p| p.col));
+    let m = mapping("corpus", &names);
+    let mut b = Bridge::new("src_corpus", &crm, &erp, &[("corpus", &m)]).await;
+    b.start_ready().await;
+    // One row per (pair, value), every other column NULL; lax sql_mode so the ERP can hold the
+    // zero dates and other values MariaDB allows.
+    let mut cases = Vec::new();
+    let mut inserts = String::from("SET SESSION sql_mode = ''; SET time_zone = '+00:00';\n");
+    for (pi, pair) in pairs.iter().enumerate() {
+        for v in pair.values {
+            let id = cases.len() + 1;
+            inserts.push_str(&format!(
+                "INSERT INTO corpus (id, {}) VALUES ({id}, {v});\n",
+                pair.col
+            ));
+            cases.push((id, pi, *v));
+        }
+    }
+    b.erp_exec(&inserts).await;
+    let count = cases.len();
+    let arrived = || async {
+        b.crm_rows("SELECT count(*) FROM corpus").await[0][0]
+            .clone()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    wait_until(
+        "every corpus row arrived or was dead-lettered",
+        Duration::from_secs(60),
+        || async { arrived().await + dead_letters(&b).len() == count },
+    )
+    .await;
+    let dlq = dead_letters(&b);
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for (id, pi, literal) in &cases {
+        let pair = &pairs[*pi];
+        let erp_value = b
+            .erp_rows(&format!(
+                "SELECT {} FROM corpus WHERE id = {id}",
+                read_sql(pair.erp_read, pair.col)
+            ))
+            .await;
+        let erp_value = erp_value.first().map(|r| r[0].clone()).unwrap_or_default();
+        let what = format!(
+            "id {id} {} {} -> {} value {literal}",
+            pair.col, pair.erp_type, pair.crm_type
+        );
+        if let Some(d) = dlq.get(&id.to_string()) {
+            let reason = d["reason"].as_str().unwrap_or_default();
+            report.push(format!("{what}: refused: {reason}"));
+            if d["table"] != format!("erp:{}.corpus", b.erp)
+                || !reason.contains(&format!("column '{}'", pair.col))
+            {
+                failures.push(format!(
+                    "{what}: dead letter does not name table and column: {d}"
+                ));
+            }
+            if let Some(v) = erp_value.as_ref().filter(|v| v.chars().count() >= 3) {
+                if reason.contains(v.as_str()) {
+                    failures.push(format!("{what}: reason carries the value: {reason}"));
+                }
+            }
+            continue;
+        }
+        let crm_value = b
+            .crm_rows(&format!(
+                "SELECT {} FROM corpus WHERE id = {id}",
+                read_sql(pair.crm_read, pair.col)
+            ))
+            .await;
+        let crm_value = crm_value.first().map(|r| r[0].clone()).unwrap_or_default();
+        report.push(format!("{what}: arrived"));
+        if !same(pair.cmp, &crm_value, &erp_value) || erp_value.is_none() {
+            failures.push(format!(
+                "{what}: silent change: ERP {erp_value:?} CRM {crm_value:?}"
+            ));
+        }
+    }
+    eprintln!("corpus outcomes:\n{}", report.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{}\n\n{}",
+        failures.join("\n"),
+        tail(&b.log(), 10)
+    );
+    b.stop();
+}

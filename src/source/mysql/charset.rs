@@ -187,7 +187,7 @@ impl Charset {
 }
 
 fn units(bytes: &[u8], width: usize, unit: impl Fn(&[u8]) -> u32) -> Result<Vec<u32>, String> {
-    if bytes.len() % width != 0 {
+    if !bytes.len().is_multiple_of(width) {
         return Err(format!("text length is not a multiple of {width} bytes"));
     }
     Ok(bytes.chunks_exact(width).map(unit).collect())
