@@ -675,7 +675,7 @@ async fn erp_to_crm_corpus_is_exact_or_refused() {
         .map(|p| format!("{} {}", p.col, p.crm_type))
         .collect();
     let erp = format!(
-        "CREATE TABLE corpus (id INT PRIMARY KEY, {}) DEFAULT CHARSET=utf8mb4;",
+        "CREATE TABLE corpus (id INT PRIMARY KEY, geo POINT NULL, {}) DEFAULT CHARSET=utf8mb4;",
         erp_cols.join(", ")
     );
     let crm = format!(
@@ -687,15 +687,16 @@ async fn erp_to_crm_corpus_is_exact_or_refused() {
     let m = mapping("corpus", &names);
     let mut b = Bridge::new("src_corpus", &crm, &erp, &[("corpus", &m)]).await;
     b.start_ready().await;
-    // One row per (pair, value), every other column NULL; lax sql_mode so the ERP can hold the
-    // zero dates and other values MariaDB allows.
+    // One row per (pair, value), every other mapped column NULL; lax sql_mode so the ERP can
+    // hold the zero dates and other values MariaDB allows. Every row also has a value in an
+    // unmapped GEOMETRY column: it must neither be refused nor shift the column charsets.
     let mut cases = Vec::new();
     let mut inserts = String::from("SET SESSION sql_mode = ''; SET time_zone = '+00:00';\n");
     for (pi, pair) in pairs.iter().enumerate() {
         for v in pair.values {
             let id = cases.len() + 1;
             inserts.push_str(&format!(
-                "INSERT INTO corpus (id, {}) VALUES ({id}, {v});\n",
+                "INSERT INTO corpus (id, geo, {}) VALUES ({id}, POINT(1, 2), {v});\n",
                 pair.col
             ));
             cases.push((id, pi, *v));

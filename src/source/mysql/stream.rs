@@ -593,8 +593,10 @@ fn table_info(tme: &TableMapEvent<'_>) -> std::result::Result<TableInfo, String>
             .ok_or("column without a type")?;
         let is_unsigned = ty.is_numeric_type() && unsigned.next().unwrap_or(false);
         // Character columns and ENUM/SET columns each have their own charset list, in column
-        // order; a column without one (no metadata) decodes as Unknown and is refused.
-        let next = if ty.is_character_type() {
+        // order; a column without one (no metadata) decodes as Unknown and is refused. The
+        // server counts GEOMETRY (a BLOB underneath) as a character column; mysql_common's
+        // iterator does not, which shifted every later column's charset by one.
+        let next = if ty.is_character_type() || ty.is_geometry_type() {
             charsets.next()
         } else if ty.is_enum_or_set_type() {
             enum_set_charsets.next()
