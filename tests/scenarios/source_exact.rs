@@ -176,6 +176,8 @@ enum Cmp {
     F64,
     /// Decimal text, trailing fraction zeros aside (numeric(18,9) shows 1.5 of DECIMAL 1.50).
     Dec,
+    /// The same JSON document (jsonb drops whitespace and orders keys its own way).
+    Json,
 }
 
 /// One mapped MariaDB -> PostgreSQL type pair: column, ERP type, CRM type, how each side reads
@@ -503,6 +505,7 @@ fn corpus() -> Vec<Pair> {
         )),
         hex(p("bl", "BLOB", "bytea", &["X'00FF10'", "X''"])),
         hex(p("vb", "VARBINARY(20)", "bytea", &["X'00E9FF'"])),
+        hex(p("bn", "BINARY(4)", "bytea", &["X'6162'", "X'00'"])),
         text(p(
             "js",
             "JSON",
@@ -512,6 +515,21 @@ fn corpus() -> Vec<Pair> {
                 "'{\"a\": 1, \"a\": 2}'",
             ],
         )),
+        read(
+            p(
+                "jb",
+                "JSON",
+                "jsonb",
+                &[
+                    "'{\"k\": \"مرحبا 🎉\", \"n\": 1.5, \"a\": [1, {\"a\": 2}]}'",
+                    "'{\"a\": 1, \"a\": 2}'",
+                    "'\"\\\\u0000\"'",
+                ],
+            ),
+            "{}",
+            "{}::text",
+            Cmp::Json,
+        ),
         text(p(
             "en",
             "ENUM('café','مرحبا','🎉') CHARACTER SET utf8mb4",
@@ -614,6 +632,8 @@ const REFUSED: &[(&str, &str)] = &[
     ("bi4", "-2147483649"),
     ("bu8", "9223372036854775808"),
     ("dn", "123456789.1234567891"),
+    ("jb", "'{\"a\": 1, \"a\": 2}'"),
+    ("jb", "'\"\\\\u0000\"'"),
     ("dn", "1234567890.1"),
     ("dr", "0.123456789"),
     ("dr", "1e300"),
@@ -649,6 +669,10 @@ fn same(cmp: Cmp, crm: &Option<String>, erp: &Option<String>) -> bool {
             matches!((c.parse::<f64>(), e.parse::<f64>()), (Ok(c), Ok(e)) if c.to_bits() == e.to_bits())
         }
         (Cmp::Dec, Some(c), Some(e)) => decimal(c) == decimal(e),
+        (Cmp::Json, Some(c), Some(e)) => {
+            serde_json::from_str::<serde_json::Value>(c).ok()
+                == serde_json::from_str::<serde_json::Value>(e).ok()
+        }
         (_, c, e) => c == e,
     }
 }

@@ -28,6 +28,10 @@ pub(crate) fn target_text(
         {
             return Err("value has no exact real (single precision) form".into());
         }
+        // jsonb keeps the last of duplicate keys and drops the others without a word.
+        Value::Json(j) | Value::Text(j) if ty.base == "jsonb" && has_duplicate_keys(j) => {
+            return Err("JSON object has duplicate keys (jsonb would keep only the last)".into());
+        }
         Value::Timestamp(t) => fraction_fits(t.nanosecond(), ty)?,
         Value::TimestampTz(t) => fraction_fits(t.nanosecond(), ty)?,
         Value::Time(t) => fraction_fits(t.nanosecond(), ty)?,
@@ -47,6 +51,65 @@ fn fraction_fits(nanos: u32, ty: &ColumnType) -> std::result::Result<(), String>
         ));
     }
     Ok(())
+}
+
+/// Whether some JSON object in `text` repeats a key (invalid JSON: false, PostgreSQL says why).
+fn has_duplicate_keys(text: &str) -> bool {
+    use serde::de::{
+        Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+
+    /// Any JSON value whose objects never repeat a key.
+    struct Unique;
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Unique, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+    struct UniqueVisitor;
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Unique, A::Error> {
+            let mut keys = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !keys.insert(key) {
+                    return Err(A::Error::custom("duplicate key"));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Unique, E> {
+            Ok(Unique)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    match Unique::deserialize(&mut de) {
+        Ok(_) => false,
+        Err(e) => e.to_string().starts_with("duplicate key"),
+    }
 }
 
 impl ColumnType {
@@ -166,6 +229,21 @@ mod tests {
         }
         let double = ty("double precision", None);
         assert!(target_text(&Value::Float(0.123456789), &double).is_ok());
+    }
+
+    #[test]
+    fn jsonb_refuses_duplicate_keys_only() {
+        let jsonb = ty("jsonb", None);
+        let json = |s: &str| Value::Json(s.into());
+        assert!(target_text(&json(r#"{"a": 1, "b": {"a": 2}}"#), &jsonb).is_ok());
+        assert!(target_text(&json(r#"[{"a": 1}, {"a": 2}, 1.5e400, null]"#), &jsonb).is_ok());
+        assert!(
+            target_text(&json("not json"), &jsonb).is_ok(),
+            "PostgreSQL says why"
+        );
+        let err = target_text(&json(r#"{"x": [{"a": 1, "a": 2}]}"#), &jsonb).unwrap_err();
+        assert!(err.contains("duplicate keys"), "{err}");
+        assert!(target_text(&json(r#"{"a": 1, "a": 2}"#), &ty("json", None)).is_ok());
     }
 
     #[test]

@@ -107,13 +107,29 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
         | MYSQL_TYPE_MEDIUM_BLOB
         | MYSQL_TYPE_LONG_BLOB
         | MYSQL_TYPE_BLOB => match my {
-            My::Bytes(b) if col.charset == Charset::Binary => Value::Bytes(b),
+            // BINARY(n) is stored padded with zero bytes, and the binlog leaves the padding out.
+            My::Bytes(mut b) if col.charset == Charset::Binary => {
+                if ty == MYSQL_TYPE_STRING {
+                    b.resize(b.len().max(fixed_length(&col.meta)), 0);
+                }
+                Value::Bytes(b)
+            }
             My::Bytes(b) => Value::Text(col.charset.decode(&b)?),
             _ => return Err("string value".into()),
         },
         other => return Err(format!("column type {other:?} is not supported")),
     };
     Ok(v)
+}
+
+/// The byte length of a CHAR/BINARY column from its two table-map metadata bytes (the real
+/// type with the length's high bits folded in, then the length's low byte).
+fn fixed_length(meta: &[u8]) -> usize {
+    match meta {
+        [t, low, ..] if t & 0x30 != 0x30 => ((((*t as usize) & 0x30) ^ 0x30) << 4) | *low as usize,
+        [_, low, ..] => *low as usize,
+        _ => 0,
+    }
 }
 
 fn integer(my: My) -> Result<Value, String> {
@@ -361,6 +377,17 @@ mod tests {
             Ok(Value::Text("é🎉".into()))
         );
         assert!(v(&t, My::Bytes(vec![0xff, 0xfe])).is_err());
+        let mut fixed = col(ColumnType::MYSQL_TYPE_STRING);
+        fixed.charset = Charset::Binary;
+        fixed.meta = vec![0xfe, 4];
+        assert_eq!(
+            v(&fixed, My::Bytes(b"ab".to_vec())),
+            Ok(Value::Bytes(b"ab\0\0".to_vec()))
+        );
+        // BINARY(255): no high bits; BINARY(300) is not allowed, but the high bits decode.
+        fixed.meta = vec![0xfe, 255];
+        assert_eq!(fixed_length(&fixed.meta), 255);
+        assert_eq!(fixed_length(&[0xee, 0x2c]), 300);
         let mut b = col(ColumnType::MYSQL_TYPE_BLOB);
         b.charset = Charset::Binary;
         assert_eq!(
