@@ -55,9 +55,7 @@ fn fraction_fits(nanos: u32, ty: &ColumnType) -> std::result::Result<(), String>
 
 /// Whether some JSON object in `text` repeats a key (invalid JSON: false, PostgreSQL says why).
 fn has_duplicate_keys(text: &str) -> bool {
-    use serde::de::{
-        Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
-    };
+    use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
     /// Any JSON value whose objects never repeat a key.
     struct Unique;
