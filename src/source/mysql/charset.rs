@@ -159,6 +159,15 @@ impl Charset {
         }
     }
 
+    /// [`Charset::decode`] of an owned buffer: UTF-8 text (most columns) is kept without a copy.
+    pub fn decode_owned(self, bytes: Vec<u8>) -> Result<String, String> {
+        match self {
+            Charset::Utf8 => String::from_utf8(bytes)
+                .map_err(|e| format!("malformed UTF-8 at byte {}", e.utf8_error().valid_up_to())),
+            _ => self.decode(&bytes),
+        }
+    }
+
     /// The text the bytes stand for, or why there is none (no byte values in the reason).
     pub fn decode(self, bytes: &[u8]) -> Result<String, String> {
         match self {

@@ -154,3 +154,31 @@ fn reasons_never_carry_the_bytes() {
     let reason = dec(57, &secret).unwrap_err();
     assert!(!reason.contains('S') && !reason.contains("8a") && !reason.contains("0x"));
 }
+
+#[test]
+fn any_bytes_in_any_collation_decode_or_refuse_without_panic() {
+    // A small xorshift: the same pseudo-random inputs on every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let ids: Vec<u16> = (0..4096).filter(|&id| charset_name(id).is_some()).collect();
+    assert!(ids.len() > 1000);
+    for &id in &ids {
+        for len in 0..12 {
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let cs = Charset::of_collation(id);
+            let (a, b) = (cs.decode(&bytes), cs.decode_owned(bytes.clone()));
+            assert_eq!(a, b, "collation {id}");
+            if let Ok(text) = a {
+                assert!(
+                    !text.contains('\u{fffd}') || bytes.len() >= 2,
+                    "collation {id}"
+                );
+            }
+        }
+    }
+}

@@ -114,7 +114,7 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
                 }
                 Value::Bytes(b)
             }
-            My::Bytes(b) => Value::Text(col.charset.decode(&b)?),
+            My::Bytes(b) => Value::Text(col.charset.decode_owned(b)?),
             _ => return Err("string value".into()),
         },
         other => return Err(format!("column type {other:?} is not supported")),
