@@ -49,3 +49,6 @@ mod service;
 
 #[path = "scenarios/echo_ownership.rs"]
 mod echo_ownership;
+
+#[path = "scenarios/source_exact.rs"]
+mod source_exact;

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, TryFutureExt};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Statement;
 
-use super::{ColumnType, PgSink};
+use super::{exact, ColumnType, PgSink};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::{iso, Value};
@@ -45,7 +45,10 @@ pub(super) async fn apply_runs(sink: &mut PgSink, ops: &[TargetOp]) -> Result<Ap
                 for i in run {
                     match exec_guarded(sink, ops, &[i]).await {
                         Ok(()) => applied.rows += 1,
-                        Err(e) if e.class() == ErrorClass::Row => applied.failed.push((i, e)),
+                        Err(e) if e.class() == ErrorClass::Row => {
+                            let e = exact::blame_column(sink, &ops[i], e).await?;
+                            applied.failed.push((i, e))
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -64,7 +67,7 @@ async fn copy_guarded(sink: &mut PgSink, ops: &[TargetOp], idx: &[usize]) -> Res
     let types = sink.types[&(table.namespace.clone(), table.name.clone())].clone();
     // A value PostgreSQL could not take: the upsert path isolates that row.
     let body = bulk_lines(&last_per_key(ops, idx), |c, v| {
-        let text = to_text(v, types[&table.columns[c]].numeric_scale).ok()?;
+        let text = exact::target_text(v, &types[&table.columns[c]]).ok()?;
         Some(text.map(String::into_bytes))
     });
     let Some((present, data)) = body else {
@@ -346,12 +349,13 @@ fn column_arrays(
                 }
                 TargetOp::Truncate { .. } => &Value::Null,
             };
-            let scale = types[&t.columns[c]].numeric_scale;
-            arrays[n].push(to_text(v, scale).map_err(|reason| Error::Row {
-                table: format!("{}:{}", t.endpoint, t),
-                key: String::new(),
-                reason: format!("column '{}': {reason}", t.columns[c]),
-            })?);
+            arrays[n].push(
+                exact::target_text(v, &types[&t.columns[c]]).map_err(|reason| Error::Row {
+                    table: format!("{}:{}", t.endpoint, t),
+                    key: String::new(),
+                    reason: format!("column '{}': {reason}", t.columns[c]),
+                })?,
+            );
         }
     }
     Ok(arrays)
@@ -405,7 +409,11 @@ fn row_context(ep: &str, table: &TargetTable, e: tokio_postgres::Error) -> Error
             Error::Row {
                 table: format!("{}:{}", table.endpoint, table),
                 key: String::new(),
-                reason: format!("SQLSTATE {}: {}", db.code().code(), db.message()),
+                reason: format!(
+                    "SQLSTATE {}: {}",
+                    db.code().code(),
+                    exact::redact(db.message())
+                ),
             }
         }
         _ => Error::pg(ep, e),
@@ -432,6 +440,7 @@ mod tests {
             base: b.into(),
             numeric_scale: s,
             oid: 0,
+            fraction_digits: None,
         };
         let types = [
             ("id", ty("bigint", None)),

@@ -10,6 +10,7 @@
 //! rule for MySQL.
 
 mod apply;
+mod exact;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub(crate) struct ColumnType {
     pub numeric_scale: Option<i32>,
     /// Type OID (a domain's base type), to read values back as the source decoder does.
     pub oid: u32,
+    /// Fraction digits a timestamp/timestamptz/time column keeps (`timestamp(3)`), if limited.
+    pub fraction_digits: Option<i32>,
 }
 
 pub struct PgSink {
@@ -399,7 +402,10 @@ pub(crate) async fn column_types(
             "SELECT a.attname::text, format_type(a.atttypid, NULL), \
                     CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 \
                          THEN (a.atttypmod - 4) & 65535 END, \
-                    CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END \
+                    CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END, \
+                    CASE WHEN a.atttypid IN ('timestamp'::regtype, 'timestamptz'::regtype, \
+                         'time'::regtype, 'timetz'::regtype) AND a.atttypmod >= 0 \
+                         THEN a.atttypmod END \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_type ty ON ty.oid = a.atttypid \
@@ -417,6 +423,7 @@ pub(crate) async fn column_types(
                     base: r.get(1),
                     numeric_scale: r.get(2),
                     oid: r.get(3),
+                    fraction_digits: r.get(4),
                 },
             )
         })

@@ -9,22 +9,36 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::Value as My;
 
+use super::charset::Charset;
 use crate::model::Value;
 
-/// The `binary` character set: such columns carry bytes, not text.
-pub const BINARY_CHARSET: u16 = 63;
-
 /// What decoding needs to know about a column.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnInfo {
     pub name: String,
     pub column_type: Option<ColumnType>,
     pub unsigned: bool,
     /// The table map's metadata bytes for the column (lengths, precision, fraction digits).
     pub meta: Vec<u8>,
-    pub charset: u16,
-    /// Variant names of an ENUM or SET column (from binlog_row_metadata=FULL).
-    pub variants: Vec<String>,
+    /// The column's character set (from its collation id in the table map).
+    pub charset: Charset,
+    /// Variant names of an ENUM or SET column (from binlog_row_metadata=FULL), decoded by the
+    /// column's character set; `Err` when a name has no exact text (every value of the column
+    /// is then refused).
+    pub variants: Result<Vec<String>, String>,
+}
+
+impl Default for ColumnInfo {
+    fn default() -> ColumnInfo {
+        ColumnInfo {
+            name: String::new(),
+            column_type: None,
+            unsigned: false,
+            meta: Vec::new(),
+            charset: Charset::Unknown(0),
+            variants: Ok(Vec::new()),
+        }
+    }
 }
 
 impl ColumnInfo {
@@ -34,8 +48,8 @@ impl ColumnInfo {
             column_type: Some(c.column_type()),
             unsigned: c.flags().contains(ColumnFlags::UNSIGNED_FLAG),
             meta: Vec::new(),
-            charset: c.character_set(),
-            variants,
+            charset: Charset::of_collation(c.character_set()),
+            variants: Ok(variants),
         }
     }
 }
@@ -57,9 +71,15 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
         return Ok(Value::Null);
     }
     let v = match ty {
+        // mysql_common reads a signed MEDIUMINT's three bytes without sign extension
+        // (-8388608 arrived as 8388608): extend bit 23 here.
+        MYSQL_TYPE_INT24 if !col.unsigned => match integer(my)? {
+            Value::Int(i) => Value::Int(((i as i32) << 8 >> 8) as i64),
+            other => other,
+        },
         MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
         | MYSQL_TYPE_LONGLONG => integer(my)?,
-        MYSQL_TYPE_YEAR => Value::Int(text(my)?.parse().map_err(|_| "YEAR value")?),
+        MYSQL_TYPE_YEAR => year(my)?,
         MYSQL_TYPE_FLOAT => match my {
             // Through the shortest text form, so FLOAT 1.1 stays 1.1 rather than 1.100000023.
             My::Float(f) => Value::Float(f.to_string().parse().map_err(|_| "FLOAT value")?),
@@ -75,7 +95,7 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
         MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => date(my)?,
         MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => datetime(my)?,
         MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => timestamp(my)?,
-        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => time(my)?,
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => time(my, fsp(col))?,
         MYSQL_TYPE_JSON => Value::Json(text(my)?),
         MYSQL_TYPE_ENUM => enum_value(col, my)?,
         MYSQL_TYPE_SET => set_value(col, my)?,
@@ -87,15 +107,29 @@ pub fn value(col: &ColumnInfo, v: BinlogValue<'_>) -> Result<Value, String> {
         | MYSQL_TYPE_MEDIUM_BLOB
         | MYSQL_TYPE_LONG_BLOB
         | MYSQL_TYPE_BLOB => match my {
-            My::Bytes(b) if col.charset == BINARY_CHARSET => Value::Bytes(b),
-            My::Bytes(b) => {
-                Value::Text(String::from_utf8(b).map_err(|_| "text is not valid UTF-8")?)
+            // BINARY(n) is stored padded with zero bytes, and the binlog leaves the padding out.
+            My::Bytes(mut b) if col.charset == Charset::Binary => {
+                if ty == MYSQL_TYPE_STRING {
+                    b.resize(b.len().max(fixed_length(&col.meta)), 0);
+                }
+                Value::Bytes(b)
             }
+            My::Bytes(b) => Value::Text(col.charset.decode_owned(b)?),
             _ => return Err("string value".into()),
         },
         other => return Err(format!("column type {other:?} is not supported")),
     };
     Ok(v)
+}
+
+/// The byte length of a CHAR/BINARY column from its two table-map metadata bytes (the real
+/// type with the length's high bits folded in, then the length's low byte).
+fn fixed_length(meta: &[u8]) -> usize {
+    match meta {
+        [t, low, ..] if t & 0x30 != 0x30 => ((((*t as usize) & 0x30) ^ 0x30) << 4) | *low as usize,
+        [_, low, ..] => *low as usize,
+        _ => 0,
+    }
 }
 
 fn integer(my: My) -> Result<Value, String> {
@@ -104,6 +138,18 @@ fn integer(my: My) -> Result<Value, String> {
         My::UInt(u) => Ok(i64::try_from(u).map(Value::Int).unwrap_or(Value::UInt(u))),
         _ => Err("integer value".into()),
     }
+}
+
+/// YEAR is one byte on disk: 0 is the year 0000, 1..=255 are 1901..=2155. mysql_common adds
+/// 1900 to every byte, so 0000 arrived as 1900 (a year YEAR cannot hold).
+fn year(my: My) -> Result<Value, String> {
+    let y: i64 = text(my)?.parse().map_err(|_| "YEAR value")?;
+    Ok(Value::Int(if y == 1900 { 0 } else { y }))
+}
+
+/// Fraction digits of a TIME2/DATETIME2/TIMESTAMP2 column (its one metadata byte).
+fn fsp(col: &ColumnInfo) -> usize {
+    col.meta.first().map_or(0, |&d| d.min(6) as usize)
 }
 
 fn text(my: My) -> Result<String, String> {
@@ -119,7 +165,7 @@ fn date(my: My) -> Result<Value, String> {
     match my {
         My::Date(y, m, d, ..) => NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
             .map(Value::Date)
-            .ok_or_else(|| format!("date {y:04}-{m:02}-{d:02} has no exact form (zero date?)")),
+            .ok_or_else(|| "zero date or zero in date has no exact form".to_string()),
         _ => Err("DATE value".into()),
     }
 }
@@ -129,9 +175,7 @@ fn datetime(my: My) -> Result<Value, String> {
         My::Date(y, mo, d, h, mi, s, us) => NaiveDate::from_ymd_opt(y as i32, mo as u32, d as u32)
             .and_then(|date| date.and_hms_micro_opt(h as u32, mi as u32, s as u32, us))
             .map(Value::Timestamp)
-            .ok_or_else(|| {
-                format!("datetime {y:04}-{mo:02}-{d:02} has no exact form (zero date?)")
-            }),
+            .ok_or_else(|| "zero date or zero in date has no exact form".to_string()),
         _ => Err("DATETIME value".into()),
     }
 }
@@ -159,16 +203,19 @@ fn timestamp(my: My) -> Result<Value, String> {
         .ok_or_else(|| "TIMESTAMP out of range".into())
 }
 
-fn time(my: My) -> Result<Value, String> {
+fn time(my: My, fsp: usize) -> Result<Value, String> {
     match my {
         My::Time(neg, days, h, m, s, us) => {
             if neg || days > 0 {
-                // Outside a time of day: keep the exact text, the target decides (interval, text).
+                // Outside a time of day: keep the exact text as MariaDB shows it (its own
+                // fraction digits), the target decides (interval, text).
                 let sign = if neg { "-" } else { "" };
                 let hours = days * 24 + h as u32;
-                return Ok(Value::Text(format!(
-                    "{sign}{hours:02}:{m:02}:{s:02}.{us:06}"
-                )));
+                let mut t = format!("{sign}{hours:02}:{m:02}:{s:02}");
+                if fsp > 0 {
+                    t.push_str(&format!(".{us:06}")[..fsp + 1]);
+                }
+                return Ok(Value::Text(t));
             }
             NaiveTime::from_hms_micro_opt(h as u32, m as u32, s as u32, us)
                 .map(Value::Time)
@@ -187,7 +234,8 @@ fn enum_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
     if idx == 0 {
         return Ok(Value::Text(String::new()));
     }
-    col.variants
+    let variants = col.variants.as_ref().map_err(Clone::clone)?;
+    variants
         .get(idx - 1)
         .map(|v| Value::Text(v.clone()))
         .ok_or_else(|| format!("ENUM index {idx} has no name (is binlog_row_metadata=FULL?)"))
@@ -197,6 +245,7 @@ fn set_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
     let My::Bytes(b) = my else {
         return Err("SET value".into());
     };
+    let variants = col.variants.as_ref().map_err(Clone::clone)?;
     let mut bits = 0u64;
     for (i, byte) in b.iter().enumerate().take(8) {
         bits |= (*byte as u64) << (8 * i);
@@ -204,7 +253,7 @@ fn set_value(col: &ColumnInfo, my: My) -> Result<Value, String> {
     let mut names = Vec::new();
     for i in 0..64 {
         if bits & (1 << i) != 0 {
-            let name = col.variants.get(i).ok_or_else(|| {
+            let name = variants.get(i).ok_or_else(|| {
                 format!("SET member {i} has no name (is binlog_row_metadata=FULL?)")
             })?;
             names.push(name.as_str());
@@ -241,7 +290,7 @@ mod tests {
         ColumnInfo {
             name: "c".into(),
             column_type: Some(ty),
-            charset: 45,
+            charset: Charset::Utf8,
             ..Default::default()
         }
     }
@@ -257,6 +306,31 @@ mod tests {
         assert_eq!(v(&c, My::UInt(5)), Ok(Value::Int(5)));
         assert_eq!(v(&c, My::Int(-5)), Ok(Value::Int(-5)));
         assert_eq!(v(&c, My::NULL), Ok(Value::Null));
+    }
+
+    #[test]
+    fn mediumint_sign_and_year_zero() {
+        let c = col(ColumnType::MYSQL_TYPE_INT24);
+        assert_eq!(v(&c, My::Int(8_388_608)), Ok(Value::Int(-8_388_608)));
+        assert_eq!(v(&c, My::Int(16_777_215)), Ok(Value::Int(-1)));
+        assert_eq!(v(&c, My::Int(-5)), Ok(Value::Int(-5)));
+        assert_eq!(v(&c, My::Int(8_388_607)), Ok(Value::Int(8_388_607)));
+        let mut u = col(ColumnType::MYSQL_TYPE_INT24);
+        u.unsigned = true;
+        assert_eq!(v(&u, My::UInt(16_777_215)), Ok(Value::Int(16_777_215)));
+        let y = col(ColumnType::MYSQL_TYPE_YEAR);
+        assert_eq!(v(&y, My::Int(1900)), Ok(Value::Int(0)));
+        assert_eq!(v(&y, My::Int(2155)), Ok(Value::Int(2155)));
+    }
+
+    #[test]
+    fn zero_date_reasons_carry_no_value() {
+        let d = col(ColumnType::MYSQL_TYPE_DATE);
+        let reason = v(&d, My::Date(2024, 0, 15, 0, 0, 0, 0)).unwrap_err();
+        assert!(
+            !reason.contains("2024") && !reason.contains("15"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -303,18 +377,29 @@ mod tests {
             Ok(Value::Text("é🎉".into()))
         );
         assert!(v(&t, My::Bytes(vec![0xff, 0xfe])).is_err());
+        let mut fixed = col(ColumnType::MYSQL_TYPE_STRING);
+        fixed.charset = Charset::Binary;
+        fixed.meta = vec![0xfe, 4];
+        assert_eq!(
+            v(&fixed, My::Bytes(b"ab".to_vec())),
+            Ok(Value::Bytes(b"ab\0\0".to_vec()))
+        );
+        // BINARY(255): no high bits; BINARY(300) is not allowed, but the high bits decode.
+        fixed.meta = vec![0xfe, 255];
+        assert_eq!(fixed_length(&fixed.meta), 255);
+        assert_eq!(fixed_length(&[0xee, 0x2c]), 300);
         let mut b = col(ColumnType::MYSQL_TYPE_BLOB);
-        b.charset = BINARY_CHARSET;
+        b.charset = Charset::Binary;
         assert_eq!(
             v(&b, My::Bytes(vec![0, 255])),
             Ok(Value::Bytes(vec![0, 255]))
         );
         let mut e = col(ColumnType::MYSQL_TYPE_ENUM);
-        e.variants = vec!["open".into(), "won".into()];
+        e.variants = Ok(vec!["open".into(), "won".into()]);
         assert_eq!(v(&e, My::Int(2)), Ok(Value::Text("won".into())));
         assert!(v(&e, My::Int(3)).is_err());
         let mut s = col(ColumnType::MYSQL_TYPE_SET);
-        s.variants = vec!["a".into(), "b".into(), "c".into()];
+        s.variants = Ok(vec!["a".into(), "b".into(), "c".into()]);
         assert_eq!(v(&s, My::Bytes(vec![0b101])), Ok(Value::Text("a,c".into())));
         assert_eq!(
             v(&col(ColumnType::MYSQL_TYPE_BIT), My::Bytes(vec![0, 5])),
@@ -331,10 +416,21 @@ mod tests {
 
     #[test]
     fn times_outside_a_day_keep_their_text() {
-        let c = col(ColumnType::MYSQL_TYPE_TIME2);
+        let mut c = col(ColumnType::MYSQL_TYPE_TIME2);
+        c.meta = vec![6];
         assert_eq!(
             v(&c, My::Time(true, 1, 2, 3, 4, 0)),
             Ok(Value::Text("-26:03:04.000000".into()))
+        );
+        c.meta = vec![3];
+        assert_eq!(
+            v(&c, My::Time(false, 34, 22, 59, 59, 120_000)),
+            Ok(Value::Text("838:59:59.120".into()))
+        );
+        c.meta = vec![0];
+        assert_eq!(
+            v(&c, My::Time(true, 0, 0, 0, 1, 0)),
+            Ok(Value::Text("-00:00:01".into()))
         );
         assert!(matches!(
             v(&c, My::Time(false, 0, 10, 0, 0, 5)),

@@ -100,7 +100,7 @@ mod tests {
             name: name.into(),
             column_type: Some(ty),
             meta: meta.to_vec(),
-            charset: 45,
+            charset: super::super::charset::Charset::Utf8,
             ..ColumnInfo::default()
         }
     }

@@ -13,6 +13,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 use tokio_util::sync::CancellationToken;
 
+use super::charset::Charset;
 use super::decode::{self, ColumnInfo};
 use super::gtid::{self, GtidState};
 use super::rows;
@@ -561,7 +562,7 @@ fn table_info(tme: &TableMapEvent<'_>) -> std::result::Result<TableInfo, String>
                     enums.push(
                         e.values()
                             .iter()
-                            .map(|x| x.value().into_owned())
+                            .map(|x| x.value_raw().to_vec())
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -572,7 +573,7 @@ fn table_info(tme: &TableMapEvent<'_>) -> std::result::Result<TableInfo, String>
                     sets.push(
                         s.values()
                             .iter()
-                            .map(|x| x.value().into_owned())
+                            .map(|x| x.value_raw().to_vec())
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -583,6 +584,7 @@ fn table_info(tme: &TableMapEvent<'_>) -> std::result::Result<TableInfo, String>
     let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
     let mut unsigned = meta.iter_signedness();
     let mut charsets = meta.iter_charset();
+    let mut enum_set_charsets = meta.iter_enum_and_set_charset();
     let mut columns = Vec::with_capacity(count);
     for (i, name) in names.iter().enumerate() {
         let ty = tme
@@ -590,20 +592,34 @@ fn table_info(tme: &TableMapEvent<'_>) -> std::result::Result<TableInfo, String>
             .map_err(|e| e.to_string())?
             .ok_or("column without a type")?;
         let is_unsigned = ty.is_numeric_type() && unsigned.next().unwrap_or(false);
-        let charset = if ty.is_character_type() {
-            charsets
-                .next()
-                .transpose()
-                .map_err(|e| e.to_string())?
-                .unwrap_or(0)
+        // Character columns and ENUM/SET columns each have their own charset list, in column
+        // order; a column without one (no metadata) decodes as Unknown and is refused. The
+        // server counts GEOMETRY (a BLOB underneath) as a character column; mysql_common's
+        // iterator does not, which shifted every later column's charset by one.
+        let next = if ty.is_character_type() || ty.is_geometry_type() {
+            charsets.next()
+        } else if ty.is_enum_or_set_type() {
+            enum_set_charsets.next()
         } else {
-            0
+            None
         };
-        let variants = match ty {
+        let charset = next
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .map_or(Charset::Unknown(0), Charset::of_collation);
+        let raw = match ty {
             mysql_async::consts::ColumnType::MYSQL_TYPE_ENUM => enums.next().unwrap_or_default(),
             mysql_async::consts::ColumnType::MYSQL_TYPE_SET => sets.next().unwrap_or_default(),
             _ => Vec::new(),
         };
+        let variants = raw
+            .iter()
+            .map(|v| {
+                charset
+                    .decode(v)
+                    .map_err(|e| format!("ENUM/SET member: {e}"))
+            })
+            .collect();
         columns.push(ColumnInfo {
             name: name.clone(),
             column_type: Some(ty),
