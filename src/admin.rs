@@ -468,23 +468,33 @@ impl Admin {
         if dry_run {
             return Ok(json!({"dry_run": true, "change": change}));
         }
-        match self.board.as_ref().and_then(|b| b.control(flow)) {
+        let sent = match self.board.as_ref().and_then(|b| b.control(flow)) {
             Some(ctl) => {
-                // The flow itself stores it, between batches, and restarts from it.
+                // A streaming flow stores it itself, between batches, and restarts from it.
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                ctl.send(crate::board::Control::SetCheckpoint {
+                let cmd = crate::board::Control::SetCheckpoint {
                     position: pos.clone(),
                     actor: actor.to_string(),
                     reply: tx,
-                })
-                .await
-                .map_err(|_| Error::Unreachable(format!("flow {flow} is restarting; try again")))?;
-                rx.await
-                    .map_err(|_| Error::Unreachable(format!("flow {flow} stopped meanwhile")))??;
+                };
+                match ctl.send(cmd).await {
+                    Ok(()) => match rx.await {
+                        Ok(result) => result.map(|_| true)?,
+                        // The flow ended before it took the command: it is not streaming now.
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                }
             }
-            None => {
-                self.store.reset_checkpoint(flow, pos.as_ref(), actor)?;
-                self.store.flush()?;
+            None => false,
+        };
+        if !sent {
+            // Stopped, retrying or no daemon: nothing reads the store's checkpoint until the
+            // flow starts again, which it does now (a running daemon's stopped flow wakes).
+            self.store.reset_checkpoint(flow, pos.as_ref(), actor)?;
+            self.store.flush()?;
+            if let Some(b) = &self.board {
+                b.waker(flow).notify_one();
             }
         }
         Ok(change)
@@ -620,8 +630,14 @@ impl Admin {
             ),
         ))?;
         self.store.flush()?;
-        if let Some(ctl) = self.board.as_ref().and_then(|b| b.control(&flow)) {
-            let _ = ctl.send(crate::board::Control::Resync).await;
+        if let Some(b) = &self.board {
+            match b.control(&flow) {
+                Some(ctl) => {
+                    let _ = ctl.send(crate::board::Control::Resync).await;
+                }
+                // A stopped flow tries again now; the job runs once it streams.
+                None => b.waker(&flow).notify_one(),
+            }
         }
         Ok(json!({"started": view, "running": self.board.is_some()}))
     }
@@ -705,8 +721,9 @@ pub async fn serve(
             ))
         })?;
     }
-    // A socket left by a killed daemon: the store lock proves no other daemon runs.
-    let _ = std::fs::remove_file(path);
+    // A socket left by a killed daemon: the store lock proves no other daemon runs. Anything
+    // that is not a socket is never removed (the config check refuses it too).
+    remove_stale_socket(path)?;
     let listener = UnixListener::bind(path).map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),
@@ -718,6 +735,7 @@ pub async fn serve(
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
     }
     tracing::info!(socket = %path.display(), "admin socket listening");
+    let created = socket_identity(path);
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -731,8 +749,38 @@ pub async fn serve(
             }
         });
     }
-    let _ = std::fs::remove_file(path);
+    // Only the socket this daemon made: if the path was replaced meanwhile, it stays.
+    if created.is_some() && socket_identity(path) == created {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
+}
+
+/// Device and inode of a socket at `path` (None when it is missing or not a socket).
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type()
+        .is_socket()
+        .then(|| (meta.dev(), meta.ino()))
+}
+
+/// Remove a socket left at `path` by a daemon that is gone; refuse anything else there.
+fn remove_stale_socket(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(_) if socket_identity(path).is_some() => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        Ok(_) => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "admin socket {}: the path exists and is not a socket; rowbridge never replaces it",
+                path.display()
+            ),
+        ))),
+    }
 }
 
 async fn answer(stream: UnixStream, admin: &Admin) -> std::io::Result<()> {

@@ -27,6 +27,9 @@ struct Inner {
     flows: HashMap<String, FlowState>,
     endpoints: HashMap<String, EndpointState>,
     controls: HashMap<String, mpsc::Sender<Control>>,
+    /// Per flow: wakes it when it waits (stopped, or between retries) because an operator
+    /// changed what it starts from (checkpoint, resync).
+    wakers: HashMap<String, Arc<tokio::sync::Notify>>,
 }
 
 #[derive(Default)]
@@ -237,8 +240,15 @@ impl Board {
         });
     }
 
+    /// The control channel of a flow that is streaming (None while it is stopped, connecting
+    /// or waiting to retry: its apply loop is not there to answer).
     pub fn control(&self, flow: &str) -> Option<mpsc::Sender<Control>> {
-        self.with(|i| i.controls.get(flow).cloned())
+        self.with(|i| i.controls.get(flow).filter(|c| !c.is_closed()).cloned())
+    }
+
+    /// What a flow waiting to start again listens to (see [`Inner::wakers`]).
+    pub fn waker(&self, flow: &str) -> Arc<tokio::sync::Notify> {
+        self.with(|i| i.wakers.entry(flow.to_string()).or_default().clone())
     }
 
     /// The per-flow and per-endpoint part of `rowbridge status`.

@@ -291,10 +291,13 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
-        config.validate().map_err(|message| Error::ConfigFile {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        config
+            .validate()
+            .and_then(|()| config.check_paths())
+            .map_err(|message| Error::ConfigFile {
+                path: path.to_path_buf(),
+                message,
+            })?;
         for (name, ep) in &config.endpoints {
             if let Some(ca) = &ep.tls.ca_file {
                 crate::tls::read_ca_file(name, ca)?;
@@ -322,6 +325,48 @@ impl Config {
                 join(f);
             }
         }
+    }
+
+    /// What rowbridge creates at a configured path must never replace something else: the
+    /// admin socket path holds nothing or a socket; the store path holds nothing, or a folder
+    /// that is empty or a rowbridge store.
+    fn check_paths(&self) -> std::result::Result<(), String> {
+        use std::os::unix::fs::FileTypeExt;
+        let socket = self.admin_socket();
+        let field = match self.admin.socket {
+            Some(_) => "admin.socket",
+            None => "store.path (the admin socket beside it)",
+        };
+        if let Ok(meta) = std::fs::symlink_metadata(&socket) {
+            if !meta.file_type().is_socket() {
+                return Err(format!(
+                    "{field}: {} exists and is not a socket; rowbridge never replaces it (choose a free path)",
+                    socket.display()
+                ));
+            }
+        }
+        let store = &self.store.path;
+        if let Ok(meta) = std::fs::symlink_metadata(store) {
+            if !meta.is_dir() {
+                return Err(format!(
+                    "store.path: {} exists and is not a folder",
+                    store.display()
+                ));
+            }
+            let entries: Vec<String> = std::fs::read_dir(store)
+                .map_err(|e| format!("store.path: cannot read {}: {e}", store.display()))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            let is_store = entries.iter().any(|e| e == "conf") && entries.iter().any(|e| e == "db");
+            if !entries.is_empty() && !is_store {
+                return Err(format!(
+                    "store.path: {} is a folder with other files, not a rowbridge store; use an empty or new folder",
+                    store.display()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that serde cannot express; the error names the field path.

@@ -228,6 +228,7 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
     metrics::gauge!(m::CONFLICTS_OPEN).set(store.open_conflict_count() as f64);
     metrics::gauge!(m::RELOAD_SUCCESS).set(1.0);
     preflight(&config, &mappings).await?;
+    first_starts(&config, &mappings, &store).await?;
     let notifier = Arc::new(Notifier::from_env());
     let (admin_tx, admin_rx) = watch::channel(crate::admin::Admin {
         store: store.clone(),
@@ -389,6 +390,25 @@ async fn preflight(config: &Config, mappings: &Mappings) -> Result<()> {
         Ok(())
     } else {
         Err(combine(findings.errors))
+    }
+}
+
+/// Refuse to start a flow that has no checkpoint but ran before (see `pipeline::first_start`).
+/// An endpoint that cannot be reached now is checked again when its flow starts.
+async fn first_starts(config: &Config, mappings: &Mappings, store: &Store) -> Result<()> {
+    let mut refused = Vec::new();
+    for (source, target) in mappings.flows() {
+        match crate::pipeline::first_start::check(config, mappings, store, &source, &target).await {
+            Ok(()) => {}
+            Err(e) if e.class() == ErrorClass::Config => refused.push(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for an earlier run of a flow now; checked again when it starts")
+            }
+        }
+    }
+    match refused.is_empty() {
+        true => Ok(()),
+        false => Err(combine(refused)),
     }
 }
 

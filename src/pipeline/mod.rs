@@ -9,6 +9,7 @@
 mod apply;
 pub mod conflict;
 pub(crate) mod echo;
+pub mod first_start;
 mod keys;
 pub(crate) mod resync;
 mod waiting;
@@ -114,11 +115,16 @@ impl Flow {
                 // operator fixes it and reloads (SIGHUP) or restarts the daemon.
                 tracing::error!(flow = %flow, class = err.class().as_str(), error = %err, "flow stopped; fix the cause, then reload (systemctl reload rowbridge) or restart");
                 board.flow_state(&flow, "stopped");
+                let wake = board.waker(&flow);
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(err),
-                    _ = self.health.reload.notified() => {}
+                    _ = self.health.reload.notified() => {
+                        tracing::info!(flow = %flow, "reload: trying the flow again");
+                    }
+                    _ = wake.notified() => {
+                        tracing::info!(flow = %flow, "an operator changed where the flow starts: trying it again");
+                    }
                 }
-                tracing::info!(flow = %flow, "reload: trying the flow again");
                 policy.reset();
                 continue;
             }
@@ -129,9 +135,11 @@ impl Flow {
             let delay = policy.next_backoff().unwrap_or(Duration::from_secs(60));
             tracing::warn!(flow = %flow, error = %err, retry_in_ms = delay.as_millis() as u64, "flow interrupted, retrying");
             metrics::counter!(m::RETRIES, "flow" => flow.clone()).increment(1);
+            let wake = board.waker(&flow);
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(delay) => {}
+                _ = wake.notified() => {}
             }
         }
     }
@@ -199,6 +207,7 @@ impl Flow {
         let src_cfg = &cfg.endpoints[&self.source];
         let password = cfg.password(&self.source)?;
         let tables = self.mappings.source_tables(&self.source);
+        first_start::check(cfg, &self.mappings, &self.store, &self.source, &self.target).await?;
         let mut checkpoint = self.store.checkpoint(&self.name)?;
         let up = |result: std::result::Result<(), String>| {
             metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.source.clone())
@@ -212,7 +221,15 @@ impl Flow {
             EndpointKind::Postgres => {
                 let conn = PgConn::connect(&self.source, src_cfg, &password).await;
                 up(conn.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-                postgres::prepare(&conn?, src_cfg, &tables, checkpoint.as_ref()).await?;
+                let slot = postgres::prepare(&conn?, src_cfg, &tables, checkpoint.as_ref()).await?;
+                if let (None, Some(p)) = (&checkpoint, slot) {
+                    // First start: the slot's position is stored at once, so a crash before
+                    // the first batch is not taken for a lost store next time.
+                    self.store.advance_checkpoint(&self.name, &p)?;
+                    self.store.set_fresh_start(&self.name, false)?;
+                    self.store.flush()?;
+                    checkpoint = Some(p);
+                }
                 let (durable_tx, durable_rx) = watch::channel(checkpoint.clone());
                 let source = PgSource {
                     endpoint: self.source.clone(),
@@ -242,6 +259,7 @@ impl Flow {
                         // First start: begin at the binlog's end, stored before anything is read.
                         let p = mysql::current_position(&mut conn, &self.source, flavor).await?;
                         self.store.advance_checkpoint(&self.name, &p)?;
+                        self.store.set_fresh_start(&self.name, false)?;
                         self.store.flush()?;
                         checkpoint = Some(p.clone());
                         p

@@ -38,6 +38,7 @@ const WAITING_INDEX: &str = "waiting_index";
 /// The echo state before format 2 of it (fingerprints of rowbridge's writes): dropped at open.
 const WRITTEN_OLD: &str = "written";
 const SYNCED: &str = "synced";
+const FRESH: &str = "fresh_start";
 const SYNC: &str = "sync";
 const CONFLICTS: &str = "conflicts";
 const CONFLICT_OPEN: &str = "conflict_open";
@@ -57,6 +58,8 @@ pub struct Store {
     /// What each mapping last synced of each source row it reads, where rowbridge also writes
     /// that table (mapping \0 row key; see `pipeline::echo`).
     synced: sled::Tree,
+    /// Flows an operator told to start as new (`checkpoint reset`): no checkpoint is expected.
+    fresh: sled::Tree,
     /// Last agreed state of each row mapped both ways (pair \0 row key).
     sync: sled::Tree,
     /// Every conflict by id (open, parked and resolved: the record of both versions).
@@ -116,6 +119,7 @@ impl Store {
             waiting: tree(WAITING)?,
             waiting_index: tree(WAITING_INDEX)?,
             synced: tree(SYNCED)?,
+            fresh: tree(FRESH)?,
             sync: tree(SYNC)?,
             conflicts: tree(CONFLICTS)?,
             conflict_open: tree(CONFLICT_OPEN)?,
@@ -166,6 +170,8 @@ impl Store {
             None => self.checkpoints.remove(flow).map(|_| ()),
         }
         .map_err(store_err)?;
+        // Without a position the flow starts as new, and the operator said so.
+        self.set_fresh_start(flow, pos.is_none())?;
         self.audit(AuditEntry::new(
             actor,
             "checkpoint.reset",
@@ -176,6 +182,19 @@ impl Store {
             ),
         ))?;
         self.flush()
+    }
+
+    /// Whether an operator told this flow to start as new (see [`Self::reset_checkpoint`]).
+    pub fn fresh_start(&self, flow: &str) -> Result<bool> {
+        self.fresh.contains_key(flow).map_err(store_err)
+    }
+
+    pub fn set_fresh_start(&self, flow: &str, on: bool) -> Result<()> {
+        match on {
+            true => self.fresh.insert(flow, &[1u8][..]).map(|_| ()),
+            false => self.fresh.remove(flow).map(|_| ()),
+        }
+        .map_err(store_err)
     }
 
     pub fn checkpoints(&self) -> Result<Vec<(String, Position)>> {

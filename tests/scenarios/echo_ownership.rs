@@ -608,14 +608,14 @@ credit_limit = "credit_limit"
 
 /// Row writes that change nothing (an echo written back), counted per side.
 fn workload_schemas() -> (String, String) {
-    let crm = format!(
+    let crm = String::from(
         "CREATE TABLE companies (id integer PRIMARY KEY, name text, city text, \
            revenue numeric(12,3), credit_limit numeric(12,2));\
          CREATE TABLE noop_count (n bigint NOT NULL); INSERT INTO noop_count VALUES (0);\
          CREATE FUNCTION count_noop() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
            SET search_path = public AS $$ BEGIN UPDATE noop_count SET n = n + 1; RETURN NULL; END $$;\
          CREATE TRIGGER companies_noop AFTER UPDATE ON companies FOR EACH ROW \
-           WHEN (OLD IS NOT DISTINCT FROM NEW) EXECUTE FUNCTION count_noop();"
+           WHEN (OLD IS NOT DISTINCT FROM NEW) EXECUTE FUNCTION count_noop();",
     );
     let erp = "CREATE TABLE customers (crm_id INT PRIMARY KEY, customer_name VARCHAR(140), \
            address_city VARCHAR(140), revenue DECIMAL(21,3), credit_limit DECIMAL(12,2)) \
@@ -693,7 +693,7 @@ async fn mixed_ownership_workload_converges_without_echo_writes() {
             match rng.below(3) {
                 // The CRM edits names of even rows, the ERP of odd rows: no edit of one
                 // field on both sides at once (that is a conflict, tested elsewhere).
-                0 if i % 2 == 0 => {
+                0 if i.is_multiple_of(2) => {
                     name[i] = format!("crm {round} {i} عربي");
                     crm_sql.push(format!(
                         "UPDATE companies SET name = '{}' WHERE id = {i}",

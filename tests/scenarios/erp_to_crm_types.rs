@@ -190,6 +190,34 @@ async fn purged_binlog_stops_the_flow_with_a_resync_hint() {
         b.crm_rows("SELECT count(*) FROM items").await,
         vec![vec![s("1")]]
     );
+
+    // Recovery as the hint says, while the daemon runs with the flow stopped: the reset is
+    // taken at once (never "restarting; try again"), the flow starts again as new, and a
+    // resync brings what the purge lost.
+    let reset = b.cli(&["checkpoint", "reset", "erp->crm", "--yes"]);
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    wait_until(
+        "the flow streams again",
+        Duration::from_secs(30),
+        || async { b.metric("rowbridge_flow_up").await == Some(1.0) },
+    )
+    .await;
+    b.erp_exec("INSERT INTO items VALUES (3, 'c')").await;
+    crate::support::bridge::resync_and_wait(&b, "items").await;
+    b.wait_equal(
+        "SELECT id::text, name FROM items ORDER BY 1",
+        "SELECT id, name FROM items ORDER BY 1",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        b.crm_rows("SELECT count(*) FROM items").await,
+        vec![vec![s("3")]]
+    );
     b.stop();
     server.stop();
 }

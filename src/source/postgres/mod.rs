@@ -18,5 +18,5 @@ mod stream;
 pub mod values;
 
 pub use protocol::{decode, DecodeError, Message};
-pub use setup::{prepare, quote_ident, verify_settings, PgConn};
+pub use setup::{prepare, quote_ident, slot_position, verify_settings, PgConn};
 pub use stream::PgSource;

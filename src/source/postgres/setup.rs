@@ -95,15 +95,35 @@ pub fn qualified(ns: &str, table: &str) -> String {
 }
 
 /// Validate settings and tables, then make sure publication and slot exist.
+/// Returns where the slot stands (its `confirmed_flush_lsn`, or where it was just created):
+/// the start of a flow that has no checkpoint yet.
 pub async fn prepare(
     conn: &PgConn,
     cfg: &EndpointConfig,
     tables: &[&TableRef],
     checkpoint: Option<&Position>,
-) -> Result<()> {
+) -> Result<Option<Position>> {
     verify_settings(conn, tables).await?;
     ensure_publication(conn, cfg.publication(), tables).await?;
     ensure_slot(conn, cfg.slot(), checkpoint).await
+}
+
+/// Where an existing slot stands (`confirmed_flush_lsn`); None when there is no such slot.
+pub async fn slot_position(conn: &PgConn, slot: &str) -> Result<Option<Position>> {
+    let row = conn
+        .client
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| conn.err(e))?;
+    Ok(row.map(|r| {
+        let lsn: Option<String> = r.get(0);
+        lsn.as_deref()
+            .and_then(Position::parse)
+            .unwrap_or(Position::Lsn(0))
+    }))
 }
 
 /// Settings and table properties logical replication needs; changes nothing.
@@ -224,7 +244,11 @@ async fn ensure_publication(conn: &PgConn, publication: &str, tables: &[&TableRe
     Ok(())
 }
 
-async fn ensure_slot(conn: &PgConn, slot: &str, checkpoint: Option<&Position>) -> Result<()> {
+async fn ensure_slot(
+    conn: &PgConn,
+    slot: &str,
+    checkpoint: Option<&Position>,
+) -> Result<Option<Position>> {
     let c = &conn.client;
     let row = c
         .query_opt(
@@ -274,7 +298,7 @@ async fn ensure_slot(conn: &PgConn, slot: &str, checkpoint: Option<&Position>) -
             tracing::info!(endpoint = %conn.endpoint, slot, "created replication slot");
         }
     }
-    Ok(())
+    slot_position(conn, slot).await
 }
 
 /// PostgreSQL 15 lets only a table's owner add it to a publication, and a least-privilege role
