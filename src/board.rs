@@ -220,6 +220,13 @@ impl Board {
         });
     }
 
+    /// The flow's replication lag as its monitor measured it.
+    pub fn flow_lag(&self, flow: &str, lag_seconds: f64) {
+        self.with(|i| {
+            i.flows.entry(flow.to_string()).or_default().lag_seconds = Some(lag_seconds);
+        });
+    }
+
     pub fn endpoint(&self, name: &str, up: bool, why: Option<String>) {
         self.with(|i| {
             i.endpoints.insert(

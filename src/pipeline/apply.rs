@@ -60,6 +60,8 @@ pub struct Applier {
     pub(super) checkpoint: Option<Position>,
     /// Last checkpoint flushed and handed to the source.
     durable: Option<Position>,
+    /// What the flow received and has not applied (lag), and whether the target is busy.
+    pending: Arc<crate::source::Pending>,
     /// Bindings per source table version (keyed by the schema's address, kept alive here).
     pub(super) bound: HashMap<usize, Vec<BoundMapping>>,
     /// Key map (with the batch's pending writes) and the rows waiting for a reference.
@@ -163,6 +165,7 @@ impl Applier {
             queue_rows: flow.config.pipeline.queue_rows,
             durable: checkpoint.clone(),
             checkpoint,
+            pending: flow.pending.clone(),
             bound: HashMap::new(),
             keys: KeyState::load(flow.store.clone())?,
             max_waiting: flow.config.pipeline.max_waiting,
@@ -205,13 +208,19 @@ impl Applier {
                     self.publish_durable(&durable_tx)?
                 }
                 Some(cmd) = ctl_rx.recv() => {
-                    if let Err(e) = self.control(cmd, sink).await {
+                    self.pending.busy();
+                    let done = self.control(cmd, sink).await;
+                    self.pending.idle();
+                    if let Err(e) = done {
                         break Err(e);
                     }
                 }
                 // Idle: the next chunk of a resync.
                 _ = std::future::ready(()), if self.resync_pending && rx.is_empty() => {
-                    match self.resync_step(sink).await {
+                    self.pending.busy();
+                    let step = self.resync_step(sink).await;
+                    self.pending.idle();
+                    match step {
                         Ok(more) => self.resync_pending = more,
                         Err(e) => break Err(e),
                     }
@@ -267,6 +276,20 @@ impl Applier {
     }
 
     async fn apply_batch(&mut self, batch: Vec<SourceEvent>, sink: &mut Sink) -> Result<()> {
+        let received = batch
+            .iter()
+            .filter(|ev| matches!(ev, SourceEvent::Txn(_)))
+            .count();
+        self.pending.busy();
+        let result = self.apply_events(batch, sink).await;
+        self.pending.idle();
+        if result.is_ok() {
+            self.pending.applied(received);
+        }
+        result
+    }
+
+    async fn apply_events(&mut self, batch: Vec<SourceEvent>, sink: &mut Sink) -> Result<()> {
         // A resync chunk read before this batch may be older than what it writes.
         self.prefetched = None;
         // The batch's checkpoint: the last complete transaction or heartbeat. A chunk of a
@@ -396,13 +419,9 @@ impl Applier {
         tracing::debug!(flow = %self.flow, txns = txns.len(), ops = ops.len(), position = %end, "batch applied");
         self.store.advance_checkpoint(&self.flow, &end)?;
         let now_us = chrono::Utc::now().timestamp_micros();
-        let lag = match txns.last() {
-            Some(last) => (now_us - last.commit_time_us).max(0) as f64 / 1e6,
-            None => 0.0,
-        };
-        metrics::gauge!(m::LAG_SECONDS, "flow" => flow.clone()).set(lag);
+        // The lag itself is measured by the flow's monitor (see `Flow::monitor`).
         self.board
-            .flow_progress(&flow, Some(&end), Some(lag), written, self.queue_len);
+            .flow_progress(&flow, Some(&end), None, written, self.queue_len);
         self.checkpoint = Some(end);
         metrics::counter!(m::TRANSACTIONS_APPLIED, "flow" => flow.clone())
             .increment(txns.len() as u64);

@@ -49,7 +49,13 @@ pub struct Flow {
     pub store: Store,
     pub health: Health,
     pub hub: Arc<conflict::Hub>,
+    /// What the flow received and has not applied yet (its lag), across sessions.
+    pub pending: Arc<crate::source::Pending>,
 }
+
+/// A write the target has been working on for this long counts against the target endpoint
+/// (`rowbridge_endpoint_up` 0, `status` says why) until it completes.
+const STALLED_AFTER: Duration = Duration::from_secs(10);
 
 pub fn flow_name(source: &str, target: &str) -> String {
     format!("{source}->{target}")
@@ -86,11 +92,54 @@ impl Flow {
             store,
             health,
             hub,
+            pending: Default::default(),
         }
+    }
+
+    /// Every second: the lag (age of the oldest change received and not applied, 0 when
+    /// nothing waits), and whether a write to the target has stalled.
+    fn monitor(&self) -> tokio::task::JoinHandle<()> {
+        let (flow, target) = (self.name.clone(), self.target.clone());
+        let (pending, board) = (self.pending.clone(), self.health.board.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut stalled = false;
+            loop {
+                tick.tick().await;
+                let lag = pending.lag_seconds(chrono::Utc::now().timestamp_micros());
+                metrics::gauge!(m::LAG_SECONDS, "flow" => flow.clone()).set(lag);
+                board.flow_lag(&flow, lag);
+                match pending.busy_for() {
+                    Some(d) if d >= STALLED_AFTER => {
+                        let why = format!("a write has been waiting for {} s", d.as_secs());
+                        if !stalled {
+                            tracing::warn!(flow = %flow, endpoint = %target, waited_s = d.as_secs(), "the target has not completed a write");
+                        }
+                        stalled = true;
+                        metrics::gauge!(m::ENDPOINT_UP, "endpoint" => target.clone()).set(0.0);
+                        board.endpoint(&target, false, Some(why));
+                    }
+                    _ if stalled => {
+                        stalled = false;
+                        tracing::info!(flow = %flow, endpoint = %target, "the target completes writes again");
+                        metrics::gauge!(m::ENDPOINT_UP, "endpoint" => target.clone()).set(1.0);
+                        board.endpoint(&target, true, None);
+                    }
+                    _ => {}
+                }
+            }
+        })
     }
 
     /// Run until shutdown (Ok) or an error that retrying cannot fix (Err).
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let monitor = self.monitor();
+        let result = self.run_sessions(shutdown).await;
+        monitor.abort();
+        result
+    }
+
+    async fn run_sessions(&self, shutdown: CancellationToken) -> Result<()> {
         let mut policy = retry_policy();
         let flow = self.name.clone();
         let board = self.health.board.clone();
@@ -147,7 +196,11 @@ impl Flow {
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let cfg = &self.config;
         let dst_cfg = &cfg.endpoints[&self.target];
-        let (tx, rx, rows) = Outbox::new(cfg.pipeline.queue_txns, cfg.pipeline.queue_rows);
+        let (tx, rx, rows) = Outbox::new(
+            cfg.pipeline.queue_txns,
+            cfg.pipeline.queue_rows,
+            self.pending.clone(),
+        );
         let token = shutdown.child_token();
         let (checkpoint, durable_tx, mut src_task) = self.start_source(tx, token.clone()).await?;
         let password = cfg.password(&self.target)?;

@@ -174,3 +174,69 @@ async fn configured_paths_are_never_removed_or_replaced() {
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "someone else's");
 }
+
+/// With the target frozen (SIGSTOP), the lag is the age of the change waiting for it and grows;
+/// the stalled write counts against the endpoint. Idle, the lag is zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_grows_while_the_target_is_frozen_and_is_zero_when_idle() {
+    // A MariaDB of its own: freezing the shared one would stall other tests.
+    let server: &'static crate::support::MariaServer = Box::leak(Box::new(
+        crate::support::MariaServer::start_custom("mariadb_freeze"),
+    ));
+    let mut b = Bridge::with_servers(
+        crate::support::pg(),
+        server,
+        "lag_frozen",
+        CRM,
+        ERP,
+        &[("parts", PARTS)],
+    )
+    .await;
+    b.start_ready().await;
+    b.crm_exec("INSERT INTO parts VALUES ('p1', 'one')").await;
+    b.wait_equal(PARTS_SQL, PARTS_SQL, Duration::from_secs(30))
+        .await;
+    let lag = || async {
+        b.metric("rowbridge_replication_lag_seconds")
+            .await
+            .unwrap_or(-1.0)
+    };
+    crate::support::wait_until("lag zero when idle", Duration::from_secs(10), || async {
+        lag().await == 0.0
+    })
+    .await;
+
+    server.freeze();
+    b.crm_exec("INSERT INTO parts VALUES ('p2', 'waits')").await;
+    crate::support::wait_until("lag grows past 12 s", Duration::from_secs(40), || async {
+        lag().await >= 12.0
+    })
+    .await;
+    // Both endpoints report; the frozen one is down while its write waits.
+    assert_eq!(b.metric("rowbridge_endpoint_up").await, Some(1.0));
+    let status: serde_json::Value =
+        serde_json::from_slice(&b.cli(&["status", "-o", "json"]).stdout).unwrap();
+    let flow = &status["flows"][0];
+    assert!(
+        flow["lag_seconds"].as_f64().unwrap_or(0.0) >= 12.0,
+        "{status}"
+    );
+    assert!(
+        status.to_string().contains("a write has been waiting for"),
+        "{status}"
+    );
+
+    server.thaw();
+    b.wait_equal(PARTS_SQL, PARTS_SQL, Duration::from_secs(60))
+        .await;
+    crate::support::wait_until("lag back to zero", Duration::from_secs(10), || async {
+        lag().await == 0.0
+    })
+    .await;
+    crate::support::wait_until("endpoint up again", Duration::from_secs(10), || async {
+        b.metric("rowbridge_endpoint_up").await == Some(2.0)
+    })
+    .await;
+    b.stop();
+    server.stop();
+}

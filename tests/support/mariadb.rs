@@ -281,6 +281,15 @@ impl MariaServer {
         self.process.stop_with(libc::SIGTERM);
     }
 
+    /// SIGSTOP: the server keeps its connections open and answers nothing.
+    pub fn freeze(&self) {
+        self.process.signal(libc::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.process.signal(libc::SIGCONT);
+    }
+
     /// Starts the server again on the same port and data; panics if it does not come up.
     pub fn start(&self) {
         self.process.start(self.port, |port| self.launch(port));

@@ -79,6 +79,13 @@ impl ServerProcess {
         }
     }
 
+    /// Send a signal and return at once (SIGSTOP/SIGCONT to freeze and thaw the server).
+    pub(crate) fn signal(&self, sig: libc::c_int) {
+        if let Some(child) = self.child.lock().unwrap().as_ref() {
+            signal(child, sig);
+        }
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         let mut guard = self.child.lock().unwrap();
         matches!(guard.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
