@@ -253,6 +253,16 @@ impl Board {
         self.with(|i| i.controls.get(flow).filter(|c| !c.is_closed()).cloned())
     }
 
+    /// Wake every flow that waits to start again (the store writes again).
+    pub fn wake_all(&self) {
+        self.with(|i| {
+            let names: Vec<String> = i.flows.keys().cloned().collect();
+            for n in names {
+                i.wakers.entry(n).or_default().notify_one();
+            }
+        });
+    }
+
     /// What a flow waiting to start again listens to (see [`Inner::wakers`]).
     pub fn waker(&self, flow: &str) -> Arc<tokio::sync::Notify> {
         self.with(|i| i.wakers.entry(flow.to_string()).or_default().clone())

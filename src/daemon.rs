@@ -224,6 +224,8 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
             }
         });
     }
+    metrics::gauge!(m::STORE_WRITABLE).set(1.0);
+    recover_store(store.clone(), health.board.clone(), shutdown.clone());
     metrics::gauge!(m::DEAD_LETTERS).set(store.dead_letter_count() as f64);
     metrics::gauge!(m::CONFLICTS_OPEN).set(store.open_conflict_count() as f64);
     metrics::gauge!(m::RELOAD_SUCCESS).set(1.0);
@@ -391,6 +393,30 @@ async fn preflight(config: &Config, mappings: &Mappings) -> Result<()> {
     } else {
         Err(combine(findings.errors))
     }
+}
+
+/// Every 2 s while the store cannot write (its filesystem full): reopen it once there is room,
+/// then wake the flows it stopped.
+fn recover_store(store: Store, board: crate::board::Board, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if store.writable() {
+                continue;
+            }
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.recover()).await {
+                Ok(Ok(true)) => board.wake_all(),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "the store cannot be reopened yet"),
+                Err(e) => tracing::warn!(error = %e, "store recovery task failed"),
+            }
+        }
+    });
 }
 
 /// Refuse to start a flow that has no checkpoint but ran before (see `pipeline::first_start`).

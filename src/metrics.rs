@@ -36,6 +36,7 @@ pub const CONFLICTS: &str = "rowbridge_conflicts_total";
 pub const CONFLICTS_OPEN: &str = "rowbridge_conflicts_open";
 pub const RESYNC_ROWS: &str = "rowbridge_resync_rows_total";
 pub const RELOAD_SUCCESS: &str = "rowbridge_config_reload_success";
+pub const STORE_WRITABLE: &str = "rowbridge_store_writable";
 pub const RELOAD_TIME: &str = "rowbridge_config_reload_timestamp_seconds";
 
 fn describe() {
@@ -65,9 +66,13 @@ fn describe() {
         "Entries in the dead-letter queue."
     );
     describe_gauge!(
+        STORE_WRITABLE,
+        "1 while the store takes writes; 0 after a write failed (filesystem full): flows wait until it is reopened."
+    );
+    describe_gauge!(
         LAG_SECONDS,
         Unit::Seconds,
-        "Now minus the source commit time of the last applied change."
+        "Age of the oldest source change received and not yet applied (0 when nothing waits)."
     );
     describe_gauge!(
         QUEUE_DEPTH,

@@ -55,3 +55,6 @@ mod source_exact;
 
 #[path = "scenarios/recovery.rs"]
 mod recovery;
+
+#[path = "scenarios/store_full.rs"]
+mod store_full;

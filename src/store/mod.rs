@@ -14,6 +14,8 @@ mod records;
 
 use std::cmp::Ordering;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -45,8 +47,25 @@ const CONFLICT_OPEN: &str = "conflict_open";
 const PENDING: &str = "pending";
 const RESYNC: &str = "resync";
 
+/// The store: one sled database, shared by the daemon's flows and its admin API. A write that
+/// fails on an I/O error (the filesystem full) leaves sled failed for good, so the store marks
+/// itself unwritable (`rowbridge_store_writable` 0) and [`Store::recover`] reopens it once space
+/// has returned. Nothing is lost by that: a checkpoint moves only after its batch committed on
+/// the target and the store flushed, so what the failed database had not made durable is
+/// replayed from the sources.
 #[derive(Clone)]
 pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: std::path::PathBuf,
+    /// None while the database is being reopened.
+    trees: RwLock<Option<Arc<Trees>>>,
+    writable: AtomicBool,
+}
+
+struct Trees {
     db: sled::Db,
     checkpoints: sled::Tree,
     dead_letters: sled::Tree,
@@ -81,6 +100,96 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (or create) the store. Fails with [`Error::StoreLocked`] when another process has it.
     pub fn open(path: &Path) -> Result<Store> {
+        let trees = open_trees(path)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                trees: RwLock::new(Some(Arc::new(trees))),
+                writable: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    fn t(&self) -> Result<Arc<Trees>> {
+        let guard = self
+            .shared
+            .trees
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        guard
+            .clone()
+            .ok_or_else(|| Error::Store("the store is being reopened".into()))
+    }
+
+    /// A sled error; an I/O error leaves the database failed, so the store is unwritable until
+    /// [`Store::recover`].
+    fn fail(&self, e: sled::Error) -> Error {
+        if matches!(e, sled::Error::Io(_)) && self.shared.writable.swap(false, AtomicOrdering::SeqCst) {
+            metrics::gauge!(crate::metrics::STORE_WRITABLE).set(0.0);
+            tracing::error!(store = %self.shared.path.display(), error = %e, "the store cannot write; flows stop until it can (is its filesystem full?)");
+        }
+        store_err(e)
+    }
+
+    /// Whether the last writes succeeded.
+    pub fn writable(&self) -> bool {
+        self.shared.writable.load(AtomicOrdering::SeqCst)
+    }
+
+    /// After a failed write: reopen the database once its filesystem has room again, and check
+    /// that it takes a write. Ok(true) when the store is writable (again).
+    pub fn recover(&self) -> Result<bool> {
+        if self.writable() {
+            return Ok(true);
+        }
+        if free_bytes(&self.shared.path).is_some_and(|b| b < MIN_FREE_BYTES) {
+            return Ok(false);
+        }
+        let mut guard = self
+            .shared
+            .trees
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // Closing the failed database releases its lock (an in-flight reader may hold it a
+        // moment longer: open waits for that).
+        drop(guard.take());
+        let trees = open_trees(&self.shared.path)?;
+        let probe = trees
+            .db
+            .insert("rowbridge.probe", &[1u8][..])
+            .and_then(|_| trees.db.flush().map(|_| ()));
+        *guard = Some(Arc::new(trees));
+        drop(guard);
+        match probe {
+            Ok(()) => {
+                self.shared.writable.store(true, AtomicOrdering::SeqCst);
+                metrics::gauge!(crate::metrics::STORE_WRITABLE).set(1.0);
+                tracing::info!(store = %self.shared.path.display(), "the store writes again");
+                Ok(true)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+}
+
+/// Largest dead letter kept whole (see [`Store::add_dead_letter`]).
+pub const MAX_DEAD_LETTER_BYTES: usize = 64 * 1024;
+
+/// Free space below which a full store is not reopened yet.
+const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Bytes free for unprivileged writers on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+fn open_trees(path: &Path) -> Result<Trees> {
+    {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
         // sled closes its files from background I/O threads, so a store dropped a moment ago
@@ -111,7 +220,7 @@ impl Store {
         };
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         db.drop_tree(WRITTEN_OLD).map_err(store_err)?;
-        Ok(Store {
+        Ok(Trees {
             checkpoints: tree(CHECKPOINTS)?,
             dead_letters: tree(DEAD_LETTERS)?,
             audit: tree(AUDIT)?,
@@ -128,11 +237,13 @@ impl Store {
             db,
         })
     }
+}
 
+impl Store {
     pub fn checkpoint(&self, flow: &str) -> Result<Option<Position>> {
-        self.checkpoints
+        self.t()?.checkpoints
             .get(flow)
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
             .transpose()
     }
@@ -156,9 +267,9 @@ impl Store {
                 }
             }
         }
-        self.checkpoints
+        self.t()?.checkpoints
             .insert(flow, encode(pos)?)
-            .map_err(store_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -166,10 +277,10 @@ impl Store {
     pub fn reset_checkpoint(&self, flow: &str, pos: Option<&Position>, actor: &str) -> Result<()> {
         let old = self.checkpoint(flow)?;
         match pos {
-            Some(p) => self.checkpoints.insert(flow, encode(p)?).map(|_| ()),
-            None => self.checkpoints.remove(flow).map(|_| ()),
+            Some(p) => self.t()?.checkpoints.insert(flow, encode(p)?).map(|_| ()),
+            None => self.t()?.checkpoints.remove(flow).map(|_| ()),
         }
-        .map_err(store_err)?;
+        .map_err(|e| self.fail(e))?;
         // Without a position the flow starts as new, and the operator said so.
         self.set_fresh_start(flow, pos.is_none())?;
         self.audit(AuditEntry::new(
@@ -186,21 +297,21 @@ impl Store {
 
     /// Whether an operator told this flow to start as new (see [`Self::reset_checkpoint`]).
     pub fn fresh_start(&self, flow: &str) -> Result<bool> {
-        self.fresh.contains_key(flow).map_err(store_err)
+        self.t()?.fresh.contains_key(flow).map_err(|e| self.fail(e))
     }
 
     pub fn set_fresh_start(&self, flow: &str, on: bool) -> Result<()> {
         match on {
-            true => self.fresh.insert(flow, &[1u8][..]).map(|_| ()),
-            false => self.fresh.remove(flow).map(|_| ()),
+            true => self.t()?.fresh.insert(flow, &[1u8][..]).map(|_| ()),
+            false => self.t()?.fresh.remove(flow).map(|_| ()),
         }
-        .map_err(store_err)
+        .map_err(|e| self.fail(e))
     }
 
     pub fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
         let mut out = Vec::new();
-        for item in self.checkpoints.iter() {
-            let (k, v) = item.map_err(store_err)?;
+        for item in self.t()?.checkpoints.iter() {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
             out.push((String::from_utf8_lossy(&k).into_owned(), decode(&v)?));
         }
         Ok(out)
@@ -208,43 +319,60 @@ impl Store {
 
     /// Make everything written so far durable.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(store_err)
+        self.t()?.db.flush().map(|_| ()).map_err(|e| self.fail(e))
     }
 
+    /// Keep a dead letter. One whose row images are larger than [`MAX_DEAD_LETTER_BYTES`] is
+    /// kept without them (its key, mapping, position and reason stay), so dead letters cannot
+    /// fill the store's disk; the reason says so, and a resync of the key carries the row.
     pub fn add_dead_letter(&self, mut dl: DeadLetter) -> Result<u64> {
-        let id = self.db.generate_id().map_err(store_err)? + 1;
+        let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))? + 1;
         dl.id = id;
-        self.dead_letters
-            .insert(id.to_be_bytes(), encode(&dl)?)
-            .map_err(store_err)?;
+        let mut bytes = encode(&dl)?;
+        if bytes.len() > MAX_DEAD_LETTER_BYTES {
+            let size = bytes.len();
+            dl.change.before = None;
+            dl.change.after = None;
+            dl.reason = format!(
+                "{} (row not kept: {size} bytes, over the {} KiB limit; resync this key to carry it)",
+                dl.reason,
+                MAX_DEAD_LETTER_BYTES / 1024
+            );
+            bytes = encode(&dl)?;
+        }
+        self.t()?
+            .dead_letters
+            .insert(id.to_be_bytes(), bytes)
+            .map_err(|e| self.fail(e))?;
         Ok(id)
     }
 
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        self.dead_letters
+        self.t()?.dead_letters
             .iter()
-            .map(|item| decode(&item.map_err(store_err)?.1))
+            .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 
     pub fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
-        self.dead_letters
+        self.t()?.dead_letters
             .get(id.to_be_bytes())
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
             .transpose()
     }
 
     pub fn remove_dead_letter(&self, id: u64) -> Result<bool> {
         Ok(self
+            .t()?
             .dead_letters
             .remove(id.to_be_bytes())
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
             .is_some())
     }
 
     pub fn dead_letter_count(&self) -> usize {
-        self.dead_letters.len()
+        self.t().map(|t| t.dead_letters.len()).unwrap_or(0)
     }
 
     /// The target key a mapping's source key was written to (or matched with).
@@ -253,9 +381,9 @@ impl Store {
         mapping: &str,
         source_key: &str,
     ) -> Result<Option<Vec<crate::model::Value>>> {
-        self.keymap
+        self.t()?.keymap
             .get(keymap_key(mapping, source_key))
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
             .transpose()
     }
@@ -267,17 +395,17 @@ impl Store {
         target_key: &[crate::model::Value],
     ) -> Result<()> {
         let v = encode(&target_key)?;
-        self.keymap
+        self.t()?.keymap
             .insert(keymap_key(mapping, source_key), v)
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     pub fn remove_key_map(&self, mapping: &str, source_key: &str) -> Result<()> {
-        self.keymap
+        self.t()?.keymap
             .remove(keymap_key(mapping, source_key))
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     /// Park a change whose reference is not there yet; returns its id (order of arrival). A
@@ -285,44 +413,44 @@ impl Store {
     /// restart) is not parked again.
     pub fn add_waiting(&self, mut w: Waiting) -> Result<Option<u64>> {
         let index = waiting_index_key(&w);
-        if self.waiting_index.contains_key(&index).map_err(store_err)? {
+        if self.t()?.waiting_index.contains_key(&index).map_err(|e| self.fail(e))? {
             return Ok(None);
         }
-        let id = self.db.generate_id().map_err(store_err)? + 1;
+        let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))? + 1;
         w.id = id;
-        self.waiting
+        self.t()?.waiting
             .insert(id.to_be_bytes(), encode(&w)?)
-            .map_err(store_err)?;
-        self.waiting_index
+            .map_err(|e| self.fail(e))?;
+        self.t()?.waiting_index
             .insert(index, &id.to_be_bytes())
-            .map_err(store_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(Some(id))
     }
 
     /// Let the same change be parked again (it is being retried now).
     pub fn unindex_waiting(&self, w: &Waiting) -> Result<()> {
-        self.waiting_index
+        self.t()?.waiting_index
             .remove(waiting_index_key(w))
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     /// Parked changes in arrival order.
     pub fn waiting(&self) -> Result<Vec<Waiting>> {
-        self.waiting
+        self.t()?.waiting
             .iter()
-            .map(|item| decode(&item.map_err(store_err)?.1))
+            .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 
     pub fn remove_waiting(&self, id: u64) -> Result<()> {
-        if let Some(old) = self.waiting.remove(id.to_be_bytes()).map_err(store_err)? {
+        if let Some(old) = self.t()?.waiting.remove(id.to_be_bytes()).map_err(|e| self.fail(e))? {
             let w: Waiting = decode(&old)?;
             let index = waiting_index_key(&w);
             // Only this entry's own index: a re-parked copy has its own id.
-            let own = self.waiting_index.get(&index).map_err(store_err)?;
+            let own = self.t()?.waiting_index.get(&index).map_err(|e| self.fail(e))?;
             if own.as_deref() == Some(&id.to_be_bytes()[..]) {
-                self.waiting_index.remove(index).map_err(store_err)?;
+                self.t()?.waiting_index.remove(index).map_err(|e| self.fail(e))?;
             }
         }
         Ok(())
@@ -334,65 +462,65 @@ impl Store {
     }
 
     pub fn waiting_count(&self) -> usize {
-        self.waiting.len()
+        self.t().map(|t| t.waiting.len()).unwrap_or(0)
     }
 
     /// A mapping's synced state of one source row (see `pipeline::echo`): per column read, its
     /// value fingerprint; `Some(None)` once the row was deleted in sync.
     pub fn synced(&self, key: &str) -> Result<Option<Synced>> {
-        self.synced
+        self.t()?.synced
             .get(key)
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
             .transpose()
     }
 
     pub fn set_synced(&self, key: &str, state: &Synced) -> Result<()> {
-        self.synced
+        self.t()?.synced
             .insert(key, encode(state)?)
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     pub fn forget_synced(&self, key: &str) -> Result<()> {
-        self.synced.remove(key).map(|_| ()).map_err(store_err)
+        self.t()?.synced.remove(key).map(|_| ()).map_err(|e| self.fail(e))
     }
 
     /// Forget every synced state under a prefix (a mapping's, after a truncate).
     pub fn forget_synced_prefix(&self, prefix: &str) -> Result<()> {
-        for k in self.synced.scan_prefix(prefix).keys() {
-            self.synced
-                .remove(k.map_err(store_err)?)
-                .map_err(store_err)?;
+        for k in self.t()?.synced.scan_prefix(prefix).keys() {
+            self.t()?.synced
+                .remove(k.map_err(|e| self.fail(e))?)
+                .map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
 
     pub fn sync_state(&self, pair: &str, entity: &str) -> Result<Option<SyncState>> {
-        self.sync
+        self.t()?.sync
             .get(keymap_key(pair, entity))
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
             .transpose()
     }
 
     pub fn set_sync_state(&self, pair: &str, entity: &str, state: &SyncState) -> Result<()> {
-        self.sync
+        self.t()?.sync
             .insert(keymap_key(pair, entity), encode(state)?)
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     pub fn forget_sync_state(&self, pair: &str, entity: &str) -> Result<()> {
-        self.sync
+        self.t()?.sync
             .remove(keymap_key(pair, entity))
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     /// Record a new conflict (its id is assigned here) as the row's unresolved one.
     pub fn add_conflict(&self, mut c: Conflict) -> Result<u64> {
-        let id = self.db.generate_id().map_err(store_err)? + 1;
+        let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))? + 1;
         c.id = id;
         self.put_conflict(&c)?;
         Ok(id)
@@ -400,30 +528,30 @@ impl Store {
 
     /// Store a conflict's new state; a resolved one stops being the row's open conflict.
     pub fn put_conflict(&self, c: &Conflict) -> Result<()> {
-        self.conflicts
+        self.t()?.conflicts
             .insert(c.id.to_be_bytes(), encode(c)?)
-            .map_err(store_err)?;
+            .map_err(|e| self.fail(e))?;
         let row = keymap_key(&c.pair, &c.entity);
         match c.state {
             ConflictState::Resolved { .. } => {
-                let own = self.conflict_open.get(&row).map_err(store_err)?;
+                let own = self.t()?.conflict_open.get(&row).map_err(|e| self.fail(e))?;
                 if own.as_deref() == Some(&c.id.to_be_bytes()[..]) {
-                    self.conflict_open.remove(row).map_err(store_err)?;
+                    self.t()?.conflict_open.remove(row).map_err(|e| self.fail(e))?;
                 }
             }
             _ => {
-                self.conflict_open
+                self.t()?.conflict_open
                     .insert(row, &c.id.to_be_bytes())
-                    .map_err(store_err)?;
+                    .map_err(|e| self.fail(e))?;
             }
         }
         Ok(())
     }
 
     pub fn conflict(&self, id: u64) -> Result<Option<Conflict>> {
-        self.conflicts
+        self.t()?.conflicts
             .get(id.to_be_bytes())
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
             .transpose()
     }
@@ -431,9 +559,10 @@ impl Store {
     /// The unresolved conflict of a row, if any.
     pub fn open_conflict(&self, pair: &str, entity: &str) -> Result<Option<Conflict>> {
         let Some(id) = self
+            .t()?
             .conflict_open
             .get(keymap_key(pair, entity))
-            .map_err(store_err)?
+            .map_err(|e| self.fail(e))?
         else {
             return Ok(None);
         };
@@ -448,8 +577,8 @@ impl Store {
     /// Unresolved conflicts, oldest first.
     pub fn open_conflicts(&self) -> Result<Vec<Conflict>> {
         let mut v = Vec::new();
-        for item in self.conflict_open.iter() {
-            let (_, id) = item.map_err(store_err)?;
+        for item in self.t()?.conflict_open.iter() {
+            let (_, id) = item.map_err(|e| self.fail(e))?;
             let id = u64::from_be_bytes(
                 id.as_ref()
                     .try_into()
@@ -463,30 +592,30 @@ impl Store {
 
     /// Every recorded conflict, oldest first.
     pub fn conflicts(&self) -> Result<Vec<Conflict>> {
-        self.conflicts
+        self.t()?.conflicts
             .iter()
-            .map(|item| decode(&item.map_err(store_err)?.1))
+            .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 
     pub fn open_conflict_count(&self) -> usize {
-        self.conflict_open.len()
+        self.t().map(|t| t.conflict_open.len()).unwrap_or(0)
     }
 
     pub fn add_pending(&self, mut w: PendingWrite) -> Result<u64> {
-        let id = self.db.generate_id().map_err(store_err)? + 1;
+        let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))? + 1;
         w.id = id;
-        self.pending
+        self.t()?.pending
             .insert(id.to_be_bytes(), encode(&w)?)
-            .map_err(store_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(id)
     }
 
     /// Writes owed to one endpoint, in the order they were decided.
     pub fn pending_for(&self, endpoint: &str) -> Result<Vec<PendingWrite>> {
         let mut v = Vec::new();
-        for item in self.pending.iter() {
-            let w: PendingWrite = decode(&item.map_err(store_err)?.1)?;
+        for item in self.t()?.pending.iter() {
+            let w: PendingWrite = decode(&item.map_err(|e| self.fail(e))?.1)?;
             if w.endpoint == endpoint {
                 v.push(w);
             }
@@ -495,38 +624,38 @@ impl Store {
     }
 
     pub fn remove_pending(&self, id: u64) -> Result<()> {
-        self.pending
+        self.t()?.pending
             .remove(id.to_be_bytes())
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     pub fn resync_jobs(&self) -> Result<Vec<ResyncJob>> {
-        self.resync
+        self.t()?.resync
             .iter()
-            .map(|item| decode(&item.map_err(store_err)?.1))
+            .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 
     pub fn put_resync(&self, job: &ResyncJob) -> Result<()> {
-        self.resync
+        self.t()?.resync
             .insert(job.mapping.as_bytes(), encode(job)?)
             .map(|_| ())
-            .map_err(store_err)
+            .map_err(|e| self.fail(e))
     }
 
     pub fn audit(&self, entry: AuditEntry) -> Result<()> {
-        let id = self.db.generate_id().map_err(store_err)?;
-        self.audit
+        let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))?;
+        self.t()?.audit
             .insert(id.to_be_bytes(), encode(&entry)?)
-            .map_err(store_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
     pub fn audit_log(&self) -> Result<Vec<AuditEntry>> {
-        self.audit
+        self.t()?.audit
             .iter()
-            .map(|item| decode(&item.map_err(store_err)?.1))
+            .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 }
