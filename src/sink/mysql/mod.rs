@@ -6,6 +6,7 @@
 //! column stores exactly and a `DATETIME` column holds as UTC.
 
 mod apply;
+mod columns;
 
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct MysqlSink {
     pub endpoint: String,
     conn: Conn,
     pub(crate) bulk: crate::sink::Bulk,
+    /// Column facts of the tables written so far (read once per table and session).
+    tables: apply::Tables,
 }
 
 /// Connection options for an endpoint (shared with the binlog source and the catalog).
@@ -100,6 +103,7 @@ impl MysqlSink {
             endpoint: endpoint.to_string(),
             conn,
             bulk: crate::sink::Bulk::Off,
+            tables: apply::Tables::new(),
         })
     }
 
@@ -182,7 +186,21 @@ impl MysqlSink {
     }
 
     pub async fn apply_in_txn(&mut self, ops: &[TargetOp]) -> Result<Applied> {
-        apply::apply_runs(&mut self.conn, &self.endpoint, &mut self.bulk, ops).await
+        for op in ops {
+            let key = apply::table_key(op.table());
+            if !self.tables.contains_key(&key) {
+                let facts = columns::load(&mut self.conn, &self.endpoint, op.table()).await?;
+                self.tables.insert(key, facts);
+            }
+        }
+        apply::apply_runs(
+            &mut self.conn,
+            &self.endpoint,
+            &mut self.bulk,
+            &self.tables,
+            ops,
+        )
+        .await
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {
