@@ -224,6 +224,82 @@ async fn rows_that_exist_are_updated_without_the_insert_only_columns() {
     }
 }
 
+/// The PostgreSQL sink, same rules: another unique index (ON CONFLICT (key) raises on it),
+/// numeric precision and scale, smallint range, varchar length (PostgreSQL would cut trailing
+/// spaces silently), float digits, and a NOT NULL column without default the mapping does not
+/// carry (PostgreSQL checks it before ON CONFLICT): rows that exist are updated, the others
+/// are dead letters naming the constraint or column, never the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sink_is_exact_or_refuses_too() {
+    let erp = "CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(100), num DECIMAL(20,4), \
+               small INT, name VARCHAR(20), dbl DOUBLE) DEFAULT CHARSET=utf8mb4;";
+    let crm = "CREATE TABLE customers (id integer PRIMARY KEY, email text UNIQUE, num numeric(10,2), \
+               small smallint, name varchar(5), dbl real, code text NOT NULL);
+               INSERT INTO customers SELECT g, CASE WHEN g = 1 THEN 'a@x' ELSE 'e' || g || '@x' END, \
+               g, g, 'n' || g, g, 'C' || g FROM generate_series(1, 9) g;";
+    let m = "key = [\"id\"]\n[source]\nendpoint = \"erp\"\ntable = \"customers\"\n[target]\nendpoint = \"crm\"\ntable = \"customers\"\n[columns]\nid = \"id\"\nemail = \"email\"\nnum = \"num\"\nsmall = \"small\"\nname = \"name\"\ndbl = \"dbl\"\n";
+    let mut b = Bridge::new("x_pg", crm, erp, &[("customers", m)]).await;
+    b.start_ready().await;
+    let select = "SELECT id::text, email, num::text, small::text, name, dbl::text, code FROM customers ORDER BY id";
+    let seeded = b.crm_rows(select).await;
+    b.erp_exec(
+        "INSERT INTO customers VALUES (1, 'a@x', 12345678.12, 32767, 'uno', 1.5), \
+         (2, 'a@x', 2, 2, 'n2', 2), (3, 'e3@x', 123456789.5, 3, 'n3', 3), \
+         (4, 'e4@x', 1.005, 4, 'n4', 4), (5, 'e5@x', 5, 40000, 'n5', 5), \
+         (6, 'e6@x', 6, 6, 'abcdef', 6), (7, 'e7@x', 7, 7, 'abcd  ', 7), \
+         (8, 'e8@x', 8, 8, 'n8', 0.1234567891), (10, 'new@x', 10, 10, 'n10', 10)",
+    )
+    .await;
+    b.erp_exec("INSERT INTO customers VALUES (9, 'e9@x', 9.5, -32768, 'مرحبا', 9.25)")
+        .await;
+    let crm_sql = "SELECT 1 FROM customers WHERE id = 9 AND num = 9.5";
+    wait_until("row 9 after the refused ones", WAIT, || async {
+        !b.crm_rows(crm_sql).await.is_empty()
+    })
+    .await;
+    let got = b.crm_rows(select).await;
+    let mut want = seeded.clone();
+    let row = |v: [&str; 7]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    want[0] = row(["1", "a@x", "12345678.12", "32767", "uno", "1.5", "C1"]);
+    want[8] = row(["9", "e9@x", "9.50", "-32768", "مرحبا", "9.25", "C9"]);
+    assert_eq!(got, want, "rows 2..8 untouched, 10 never inserted");
+    let (state, last_error) = flow_state(&b);
+    assert_eq!(state, "streaming", "{last_error}");
+    b.stop();
+    let dlq = dead_letters(&b);
+    let keys: Vec<&str> = dlq.iter().map(|d| d["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["2", "3", "4", "5", "6", "7", "8", "10"], "{dlq:?}");
+    let want = [
+        "unique constraint \"customers_email_key\"",
+        "column 'num' numeric(10,2): 9 integer digits, the column keeps 8",
+        "column 'num' numeric(10,2): 3 fractional digits, the column keeps 2",
+        "column 'small' smallint: out of the column's range",
+        "column 'name' character varying(5): 6 characters, the column keeps 5",
+        "column 'name' character varying(5): 6 characters, the column keeps 5",
+        "column 'dbl' real: more digits than a single-precision float holds",
+        "column \"code\"",
+    ];
+    for (d, w) in dlq.iter().zip(want) {
+        let r = reason(d);
+        assert!(r.contains(w), "{d:?} should say {w}");
+        assert!(
+            d["table"].as_str().unwrap().ends_with(".customers"),
+            "{d:?}"
+        );
+        for value in [
+            "a@x",
+            "123456789",
+            "1.005",
+            "40000",
+            "abcdef",
+            "0.1234567891",
+            "new@x",
+        ] {
+            assert!(!r.contains(value), "no value in {d:?}");
+        }
+    }
+}
+
 /// How a corpus value is compared after it arrived.
 #[derive(Clone, Copy)]
 enum Cmp {

@@ -29,6 +29,13 @@ pub(crate) struct ColumnType {
     pub numeric_scale: Option<i32>,
     /// Type OID (a domain's base type), to read values back as the source decoder does.
     pub oid: u32,
+    /// The type modifier (-1 when none): numeric precision and scale, character length,
+    /// fractional second digits.
+    pub typmod: i32,
+    /// The full type (`numeric(10,2)`, `character varying(20)`), for reasons.
+    pub display: String,
+    /// NOT NULL, no default, not identity or generated: an insert must carry it.
+    pub required: bool,
 }
 
 pub struct PgSink {
@@ -399,7 +406,10 @@ pub(crate) async fn column_types(
             "SELECT a.attname::text, format_type(a.atttypid, NULL), \
                     CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 \
                          THEN (a.atttypmod - 4) & 65535 END, \
-                    CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END \
+                    CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END, \
+                    CASE WHEN ty.typbasetype <> 0 THEN ty.typtypmod ELSE a.atttypmod END, \
+                    format_type(a.atttypid, a.atttypmod), \
+                    a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_type ty ON ty.oid = a.atttypid \
@@ -417,6 +427,9 @@ pub(crate) async fn column_types(
                     base: r.get(1),
                     numeric_scale: r.get(2),
                     oid: r.get(3),
+                    typmod: r.get(4),
+                    display: r.get(5),
+                    required: r.get(6),
                 },
             )
         })
