@@ -40,7 +40,7 @@ pub(crate) enum Kind {
     Text {
         max_chars: Option<u64>,
         max_bytes: Option<u64>,
-        charset: String,
+        charset: Charset,
         fixed: bool,
     },
     Binary {
@@ -65,6 +65,76 @@ pub(crate) enum Kind {
     Year,
     /// JSON validity, UUID, spatial and other types: the server decides (strict mode).
     Other,
+}
+
+/// A text column's character set, as far as the encoder checks it (others: the server's call,
+/// strict mode refuses what it cannot convert).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Charset {
+    Utf8mb4,
+    /// Three bytes at most: no character beyond the Basic Multilingual Plane (no emoji).
+    Utf8mb3,
+    /// MariaDB's latin1 is Windows-1252.
+    Latin1,
+    Ascii,
+    /// UCS-2 (BMP only, two bytes each), UTF-16, UTF-32.
+    Ucs2,
+    Utf16,
+    Utf32,
+    Other(String),
+}
+
+impl Charset {
+    fn of(name: &str) -> Charset {
+        match name.to_ascii_lowercase().as_str() {
+            "utf8mb4" => Charset::Utf8mb4,
+            "utf8mb3" | "utf8" => Charset::Utf8mb3,
+            "latin1" => Charset::Latin1,
+            "ascii" => Charset::Ascii,
+            "ucs2" => Charset::Ucs2,
+            "utf16" | "utf16le" => Charset::Utf16,
+            "utf32" => Charset::Utf32,
+            other => Charset::Other(other.to_string()),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Charset::Utf8mb4 => "utf8mb4",
+            Charset::Utf8mb3 => "utf8mb3",
+            Charset::Latin1 => "latin1",
+            Charset::Ascii => "ascii",
+            Charset::Ucs2 => "ucs2",
+            Charset::Utf16 => "utf16",
+            Charset::Utf32 => "utf32",
+            Charset::Other(name) => name,
+        }
+    }
+
+    /// The first character (1-based) the charset cannot hold.
+    fn unrepresentable(&self, s: &str) -> Option<usize> {
+        let ok: fn(char) -> bool = match self {
+            Charset::Latin1 => exact::in_latin1,
+            Charset::Ascii => |c| c.is_ascii(),
+            Charset::Utf8mb3 | Charset::Ucs2 => |c| (c as u32) <= 0xFFFF,
+            _ => return None,
+        };
+        // Plain ASCII fits every one of them: skip the scan.
+        if s.is_ascii() {
+            return None;
+        }
+        s.chars().position(|c| !ok(c)).map(|n| n + 1)
+    }
+
+    /// Bytes `s` takes in this charset (UTF-8's for the charsets not modelled).
+    fn bytes(&self, s: &str) -> usize {
+        match self {
+            Charset::Latin1 | Charset::Ascii => s.chars().count(),
+            Charset::Ucs2 | Charset::Utf16 => s.encode_utf16().count() * 2,
+            Charset::Utf32 => s.chars().count() * 4,
+            _ => s.len(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,13 +291,13 @@ fn kind(
         "char" | "varchar" => Kind::Text {
             max_chars,
             max_bytes: None,
-            charset,
+            charset: Charset::of(&charset),
             fixed: data_type.eq_ignore_ascii_case("char"),
         },
         "tinytext" | "text" | "mediumtext" | "longtext" => Kind::Text {
             max_chars: None,
             max_bytes,
-            charset,
+            charset: Charset::of(&charset),
             fixed: false,
         },
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Kind::Binary {
@@ -463,37 +533,29 @@ fn check_text(
     s: &str,
     max_chars: Option<u64>,
     max_bytes: Option<u64>,
-    charset: &str,
+    charset: &Charset,
     fixed: bool,
 ) -> std::result::Result<(), String> {
-    let charset = charset.to_ascii_lowercase();
-    let representable = |c: char| match charset.as_str() {
-        "latin1" => exact::in_latin1(c),
-        "ascii" => c.is_ascii(),
-        "utf8mb3" | "utf8" | "ucs2" => (c as u32) <= 0xFFFF,
-        _ => true,
-    };
-    if let Some(n) = s.chars().position(|c| !representable(c)) {
+    if let Some(n) = charset.unrepresentable(s) {
         return Err(format!(
-            "character {} is not representable in charset {charset}",
-            n + 1
+            "character {n} is not representable in charset {}",
+            charset.name()
         ));
     }
-    if let Some(max) = max_chars {
+    // A string has at least as many UTF-8 bytes as characters: count only when it may not fit.
+    if let Some(max) = max_chars.filter(|&max| s.len() as u64 > max) {
         let n = s.chars().count() as u64;
         if n > max {
             return Err(format!("{n} characters, the column keeps {max}"));
         }
     }
-    if let Some(max) = max_bytes {
-        let n = match charset.as_str() {
-            "latin1" | "ascii" => s.chars().count(),
-            "ucs2" | "utf16" => s.encode_utf16().count() * 2,
-            "utf32" => s.chars().count() * 4,
-            _ => s.len(),
-        } as u64;
+    if let Some(max) = max_bytes.filter(|&max| s.len() as u64 > max / 4) {
+        let n = charset.bytes(s) as u64;
         if n > max {
-            return Err(format!("{n} bytes in {charset}, the column keeps {max}"));
+            return Err(format!(
+                "{n} bytes in {}, the column keeps {max}",
+                charset.name()
+            ));
         }
     }
     if fixed && s.ends_with(' ') {
@@ -623,7 +685,7 @@ mod tests {
             Kind::Text {
                 max_chars: chars,
                 max_bytes: bytes,
-                charset: cs.into(),
+                charset: Charset::of(cs),
                 fixed: column_type.starts_with("char"),
             },
         )

@@ -1,5 +1,14 @@
 //! MySQL/MariaDB sink: multi-row `INSERT ... ON DUPLICATE KEY UPDATE` and deletes by key.
 //!
+//! Exact or refused: every value goes through its column's encoder (`columns`), which sends it
+//! as it is or refuses the row naming the column and why. `ON DUPLICATE KEY UPDATE` fires on
+//! any unique index and needs every NOT NULL column without default even for a row that
+//! exists, so a table with another unique index than the mapping's key, or with such a column
+//! the mapping does not carry, is written the split way: lock and read which keys exist, update
+//! those by key, plain-insert the rest. A write then never reaches a row with another key (a
+//! collision on the other index is a dead letter naming it) and updates need only the mapped
+//! columns. The information is read once per table from information_schema.
+//!
 //! The session runs in strict mode (`STRICT_ALL_TABLES`, no zero dates) so a value that does not
 //! fit is an error for that row instead of a silent truncation, and with `time_zone = '+00:00'`:
 //! instants (PostgreSQL `timestamptz`) are written as UTC wall-clock time, which a `TIMESTAMP`
