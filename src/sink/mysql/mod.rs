@@ -202,14 +202,20 @@ impl MysqlSink {
                 self.tables.insert(key, facts);
             }
         }
-        apply::apply_runs(
+        let applied = apply::apply_runs(
             &mut self.conn,
             &self.endpoint,
             &mut self.bulk,
             &self.tables,
             ops,
         )
-        .await
+        .await?;
+        // A refusal may come from a table changed since its facts were read (an operator
+        // widening the column before replaying the dead letters): read them again next time.
+        for (i, _) in &applied.failed {
+            self.tables.remove(&apply::table_key(ops[*i].table()));
+        }
+        Ok(applied)
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {

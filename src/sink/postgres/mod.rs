@@ -151,7 +151,14 @@ impl PgSink {
         for op in ops {
             self.load_types(op).await?;
         }
-        apply::apply_runs(self, ops).await
+        let applied = apply::apply_runs(self, ops).await?;
+        // A refusal may come from a table changed since its types were read: read them again
+        // next time (the replay after an operator's fix sees the new column).
+        for (i, _) in &applied.failed {
+            let t = ops[*i].table();
+            self.types.remove(&(t.namespace.clone(), t.name.clone()));
+        }
+        Ok(applied)
     }
 
     /// The current rows with these keys, locked until the transaction ends (`FOR UPDATE`), in
