@@ -234,7 +234,11 @@ pub(crate) fn classify_sqlstate(code: &str) -> ErrorClass {
     match &code[..2.min(code.len())] {
         "08" | "40" | "53" | "57" | "55" | "58" | "XX" => ErrorClass::Transient,
         "28" => ErrorClass::EndpointFatal,
+        // Data exceptions, integrity constraints, a trigger raising for this row, an index
+        // row too large for its page.
         "22" | "23" | "2B" | "44" => ErrorClass::Row,
+        "P0" if code == "P0001" => ErrorClass::Row,
+        "54" if code == "54000" => ErrorClass::Row,
         "42" if code == "42501" => ErrorClass::EndpointFatal,
         "42" => ErrorClass::EndpointFatal,
         _ => ErrorClass::EndpointFatal,
@@ -283,10 +287,16 @@ pub(crate) fn classify_mysql_code(code: u16) -> ErrorClass {
         1236 => ErrorClass::EndpointFatal,
         // Unknown table/column/database: the schema moved under the mapping.
         1146 | 1054 | 1049 => ErrorClass::EndpointFatal,
-        // Data errors: duplicate key on a second unique index, null, too long, out of range,
-        // bad value, FK violation, check constraint.
-        1022 | 1048 | 1062 | 1169 | 1216 | 1217 | 1251 | 1264 | 1265 | 1292 | 1366 | 1406
-        | 1451 | 1452 | 1557 | 1690 | 3140 | 3819 | 4025 | 1411 | 1367 => ErrorClass::Row,
+        // Row refusals: this row cannot be written, the next one may. Duplicate key on a
+        // second unique index (1062, 1169, 1586, 1859), NULL into NOT NULL (1048, 1263), a NOT
+        // NULL column without default left out of an insert (1364), too long (1406), out of
+        // range (1264, 1690), truncated or bad value (1265, 1292, 1300, 1366, 1367, 1411, 1441,
+        // 1525, 1918), division by zero in a value (1365), foreign keys (1216, 1217, 1451,
+        // 1452, 1557), check constraints (3819, 4025), invalid JSON (3140), no partition for
+        // the value (1526, 1748), a value for a generated column (1906).
+        1022 | 1048 | 1062 | 1169 | 1216 | 1217 | 1251 | 1263 | 1264 | 1265 | 1292 | 1300
+        | 1364 | 1365 | 1366 | 1367 | 1406 | 1411 | 1441 | 1451 | 1452 | 1525 | 1526 | 1557
+        | 1586 | 1690 | 1748 | 1859 | 1906 | 1918 | 3140 | 3819 | 4025 => ErrorClass::Row,
         _ => ErrorClass::EndpointFatal,
     }
 }
@@ -303,6 +313,9 @@ mod tests {
         assert_eq!(classify_mysql_code(1406), ErrorClass::Row);
         assert_eq!(classify_mysql_code(1292), ErrorClass::Row);
         assert_eq!(classify_mysql_code(1236), ErrorClass::EndpointFatal);
+        for row in [1364, 1062, 1366, 1048, 1452, 4025, 3819, 1918] {
+            assert_eq!(classify_mysql_code(row), ErrorClass::Row, "{row}");
+        }
     }
 
     #[test]
@@ -313,6 +326,10 @@ mod tests {
         assert_eq!(classify_sqlstate("23505"), ErrorClass::Row);
         assert_eq!(classify_sqlstate("22001"), ErrorClass::Row);
         assert_eq!(classify_sqlstate("42501"), ErrorClass::EndpointFatal);
+        assert_eq!(classify_sqlstate("23502"), ErrorClass::Row);
+        assert_eq!(classify_sqlstate("22003"), ErrorClass::Row);
+        assert_eq!(classify_sqlstate("P0001"), ErrorClass::Row);
+        assert_eq!(classify_sqlstate("P0002"), ErrorClass::EndpointFatal);
     }
 
     #[test]

@@ -8,6 +8,9 @@ mod crm_to_erp;
 #[path = "scenarios/crm_to_erp_types.rs"]
 mod crm_to_erp_types;
 
+#[path = "scenarios/sink_exact.rs"]
+mod sink_exact;
+
 #[path = "scenarios/config_errors.rs"]
 mod config_errors;
 

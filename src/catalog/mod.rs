@@ -198,10 +198,14 @@ pub fn compare(
         .collect();
     if !others.is_empty() && target.case_insensitive {
         out.warnings.push(format!(
-            "{}: target {} has other unique keys ({}); INSERT ... ON DUPLICATE KEY UPDATE fires on any of them, \
-             so a row colliding there updates that row instead of failing",
+            "{}: target {} has other unique keys ({}); rowbridge updates rows by key and inserts missing ones \
+             separately there, so a row colliding on one of them goes to the dead-letter queue",
             m.file.display(), m.target, others.join("; ")
         ));
+    }
+    // A mapping that never inserts (`write = "update"`) never needs the insert-only columns.
+    if m.update_only {
+        return;
     }
     for tc in &target.columns {
         if !tc.nullable
@@ -210,7 +214,8 @@ pub fn compare(
             && !mapped.iter().any(|c| target.same(c, &tc.name))
         {
             out.warnings.push(format!(
-                "{}: column '{}' of {} is NOT NULL, has no default and is not mapped: inserts will fail",
+                "{}: column '{}' of {} is NOT NULL, has no default and is not mapped: inserts will fail \
+                 (new rows go to the dead-letter queue; updates of existing rows still apply)",
                 m.file.display(), tc.name, m.target
             ));
         }
@@ -260,5 +265,97 @@ fn adopted_identity(m: &Mapping, target: &LiveTable, out: &mut Findings) {
                 ),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[store]
+path = "state"
+[endpoints.crm]
+kind = "postgres"
+host = "127.0.0.1"
+user = "rowbridge"
+database = "crm"
+[endpoints.erp]
+kind = "mysql"
+host = "127.0.0.1"
+user = "rowbridge"
+database = "erp"
+"#;
+
+    fn mapping(extra: &str) -> Mapping {
+        let config: crate::config::Config = toml::from_str(CONFIG).unwrap();
+        let text = format!(
+            "key = [\"id\"]\n{extra}[source]\nendpoint = \"crm\"\ntable = \"items\"\n\
+             [target]\nendpoint = \"erp\"\ntable = \"items\"\n[columns]\nid = \"id\"\nname = \"name\"\n"
+        );
+        crate::mapping::Mappings::parse_one(std::path::Path::new("m.toml"), &text, &config).unwrap()
+    }
+
+    fn column(name: &str, nullable: bool, has_default: bool) -> LiveColumn {
+        LiveColumn {
+            name: name.into(),
+            data_type: "varchar(10)".into(),
+            nullable,
+            generated: false,
+            has_default,
+        }
+    }
+
+    fn tables() -> (LiveTable, LiveTable) {
+        let source = LiveTable {
+            columns: vec![column("id", false, false), column("name", true, false)],
+            unique_keys: vec![vec!["id".into()]],
+            case_insensitive: false,
+        };
+        let target = LiveTable {
+            columns: vec![
+                column("id", false, false),
+                column("name", true, false),
+                column("code", false, false),
+                column("kind", false, true),
+            ],
+            unique_keys: vec![vec!["id".into()], vec!["name".into()]],
+            case_insensitive: true,
+        };
+        (source, target)
+    }
+
+    #[test]
+    fn insert_only_columns_warn_only_for_mappings_that_insert() {
+        let (source, target) = tables();
+        let mut out = Findings::default();
+        compare(&mapping(""), Some(&source), Some(&target), &mut out);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let notnull: Vec<&String> = out
+            .warnings
+            .iter()
+            .filter(|w| w.contains("inserts will fail"))
+            .collect();
+        assert_eq!(notnull.len(), 1, "{:?}", out.warnings);
+        assert!(notnull[0].contains("column 'code'"), "{notnull:?}");
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("other unique keys (name)") && w.contains("dead-letter")),
+            "{:?}",
+            out.warnings
+        );
+        let mut out = Findings::default();
+        compare(
+            &mapping("write = \"update\"\n"),
+            Some(&source),
+            Some(&target),
+            &mut out,
+        );
+        assert!(
+            !out.warnings.iter().any(|w| w.contains("inserts will fail")),
+            "an update-only mapping never inserts: {:?}",
+            out.warnings
+        );
     }
 }

@@ -8,6 +8,7 @@
 //!   and the failures come back as [`Applied::failed`] for the dead-letter queue;
 //! - any other error rolls the whole batch back and is returned, for the caller to retry.
 
+mod exact;
 pub mod mysql;
 pub mod postgres;
 

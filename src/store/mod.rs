@@ -111,11 +111,7 @@ impl Store {
     }
 
     fn t(&self) -> Result<Arc<Trees>> {
-        let guard = self
-            .shared
-            .trees
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let guard = self.shared.trees.read().unwrap_or_else(|e| e.into_inner());
         guard
             .clone()
             .ok_or_else(|| Error::Store("the store is being reopened".into()))
@@ -124,7 +120,9 @@ impl Store {
     /// A sled error; an I/O error leaves the database failed, so the store is unwritable until
     /// [`Store::recover`].
     fn fail(&self, e: sled::Error) -> Error {
-        if matches!(e, sled::Error::Io(_)) && self.shared.writable.swap(false, AtomicOrdering::SeqCst) {
+        if matches!(e, sled::Error::Io(_))
+            && self.shared.writable.swap(false, AtomicOrdering::SeqCst)
+        {
             metrics::gauge!(crate::metrics::STORE_WRITABLE).set(0.0);
             tracing::error!(store = %self.shared.path.display(), error = %e, "the store cannot write; flows stop until it can (is its filesystem full?)");
         }
@@ -145,11 +143,7 @@ impl Store {
         if free_bytes(&self.shared.path).is_some_and(|b| b < MIN_FREE_BYTES) {
             return Ok(false);
         }
-        let mut guard = self
-            .shared
-            .trees
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.shared.trees.write().unwrap_or_else(|e| e.into_inner());
         // Closing the failed database releases its lock (an in-flight reader may hold it a
         // moment longer: open waits for that).
         drop(guard.take());
@@ -241,7 +235,8 @@ fn open_trees(path: &Path) -> Result<Trees> {
 
 impl Store {
     pub fn checkpoint(&self, flow: &str) -> Result<Option<Position>> {
-        self.t()?.checkpoints
+        self.t()?
+            .checkpoints
             .get(flow)
             .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
@@ -267,7 +262,8 @@ impl Store {
                 }
             }
         }
-        self.t()?.checkpoints
+        self.t()?
+            .checkpoints
             .insert(flow, encode(pos)?)
             .map_err(|e| self.fail(e))?;
         Ok(())
@@ -348,14 +344,16 @@ impl Store {
     }
 
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        self.t()?.dead_letters
+        self.t()?
+            .dead_letters
             .iter()
             .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 
     pub fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
-        self.t()?.dead_letters
+        self.t()?
+            .dead_letters
             .get(id.to_be_bytes())
             .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
@@ -381,7 +379,8 @@ impl Store {
         mapping: &str,
         source_key: &str,
     ) -> Result<Option<Vec<crate::model::Value>>> {
-        self.t()?.keymap
+        self.t()?
+            .keymap
             .get(keymap_key(mapping, source_key))
             .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
@@ -395,14 +394,16 @@ impl Store {
         target_key: &[crate::model::Value],
     ) -> Result<()> {
         let v = encode(&target_key)?;
-        self.t()?.keymap
+        self.t()?
+            .keymap
             .insert(keymap_key(mapping, source_key), v)
             .map(|_| ())
             .map_err(|e| self.fail(e))
     }
 
     pub fn remove_key_map(&self, mapping: &str, source_key: &str) -> Result<()> {
-        self.t()?.keymap
+        self.t()?
+            .keymap
             .remove(keymap_key(mapping, source_key))
             .map(|_| ())
             .map_err(|e| self.fail(e))
@@ -413,15 +414,22 @@ impl Store {
     /// restart) is not parked again.
     pub fn add_waiting(&self, mut w: Waiting) -> Result<Option<u64>> {
         let index = waiting_index_key(&w);
-        if self.t()?.waiting_index.contains_key(&index).map_err(|e| self.fail(e))? {
+        if self
+            .t()?
+            .waiting_index
+            .contains_key(&index)
+            .map_err(|e| self.fail(e))?
+        {
             return Ok(None);
         }
         let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))? + 1;
         w.id = id;
-        self.t()?.waiting
+        self.t()?
+            .waiting
             .insert(id.to_be_bytes(), encode(&w)?)
             .map_err(|e| self.fail(e))?;
-        self.t()?.waiting_index
+        self.t()?
+            .waiting_index
             .insert(index, &id.to_be_bytes())
             .map_err(|e| self.fail(e))?;
         Ok(Some(id))
@@ -429,7 +437,8 @@ impl Store {
 
     /// Let the same change be parked again (it is being retried now).
     pub fn unindex_waiting(&self, w: &Waiting) -> Result<()> {
-        self.t()?.waiting_index
+        self.t()?
+            .waiting_index
             .remove(waiting_index_key(w))
             .map(|_| ())
             .map_err(|e| self.fail(e))
@@ -437,20 +446,33 @@ impl Store {
 
     /// Parked changes in arrival order.
     pub fn waiting(&self) -> Result<Vec<Waiting>> {
-        self.t()?.waiting
+        self.t()?
+            .waiting
             .iter()
             .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 
     pub fn remove_waiting(&self, id: u64) -> Result<()> {
-        if let Some(old) = self.t()?.waiting.remove(id.to_be_bytes()).map_err(|e| self.fail(e))? {
+        if let Some(old) = self
+            .t()?
+            .waiting
+            .remove(id.to_be_bytes())
+            .map_err(|e| self.fail(e))?
+        {
             let w: Waiting = decode(&old)?;
             let index = waiting_index_key(&w);
             // Only this entry's own index: a re-parked copy has its own id.
-            let own = self.t()?.waiting_index.get(&index).map_err(|e| self.fail(e))?;
+            let own = self
+                .t()?
+                .waiting_index
+                .get(&index)
+                .map_err(|e| self.fail(e))?;
             if own.as_deref() == Some(&id.to_be_bytes()[..]) {
-                self.t()?.waiting_index.remove(index).map_err(|e| self.fail(e))?;
+                self.t()?
+                    .waiting_index
+                    .remove(index)
+                    .map_err(|e| self.fail(e))?;
             }
         }
         Ok(())
@@ -468,7 +490,8 @@ impl Store {
     /// A mapping's synced state of one source row (see `pipeline::echo`): per column read, its
     /// value fingerprint; `Some(None)` once the row was deleted in sync.
     pub fn synced(&self, key: &str) -> Result<Option<Synced>> {
-        self.t()?.synced
+        self.t()?
+            .synced
             .get(key)
             .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
@@ -476,20 +499,26 @@ impl Store {
     }
 
     pub fn set_synced(&self, key: &str, state: &Synced) -> Result<()> {
-        self.t()?.synced
+        self.t()?
+            .synced
             .insert(key, encode(state)?)
             .map(|_| ())
             .map_err(|e| self.fail(e))
     }
 
     pub fn forget_synced(&self, key: &str) -> Result<()> {
-        self.t()?.synced.remove(key).map(|_| ()).map_err(|e| self.fail(e))
+        self.t()?
+            .synced
+            .remove(key)
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
     }
 
     /// Forget every synced state under a prefix (a mapping's, after a truncate).
     pub fn forget_synced_prefix(&self, prefix: &str) -> Result<()> {
         for k in self.t()?.synced.scan_prefix(prefix).keys() {
-            self.t()?.synced
+            self.t()?
+                .synced
                 .remove(k.map_err(|e| self.fail(e))?)
                 .map_err(|e| self.fail(e))?;
         }
@@ -497,7 +526,8 @@ impl Store {
     }
 
     pub fn sync_state(&self, pair: &str, entity: &str) -> Result<Option<SyncState>> {
-        self.t()?.sync
+        self.t()?
+            .sync
             .get(keymap_key(pair, entity))
             .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
@@ -505,14 +535,16 @@ impl Store {
     }
 
     pub fn set_sync_state(&self, pair: &str, entity: &str, state: &SyncState) -> Result<()> {
-        self.t()?.sync
+        self.t()?
+            .sync
             .insert(keymap_key(pair, entity), encode(state)?)
             .map(|_| ())
             .map_err(|e| self.fail(e))
     }
 
     pub fn forget_sync_state(&self, pair: &str, entity: &str) -> Result<()> {
-        self.t()?.sync
+        self.t()?
+            .sync
             .remove(keymap_key(pair, entity))
             .map(|_| ())
             .map_err(|e| self.fail(e))
@@ -528,19 +560,28 @@ impl Store {
 
     /// Store a conflict's new state; a resolved one stops being the row's open conflict.
     pub fn put_conflict(&self, c: &Conflict) -> Result<()> {
-        self.t()?.conflicts
+        self.t()?
+            .conflicts
             .insert(c.id.to_be_bytes(), encode(c)?)
             .map_err(|e| self.fail(e))?;
         let row = keymap_key(&c.pair, &c.entity);
         match c.state {
             ConflictState::Resolved { .. } => {
-                let own = self.t()?.conflict_open.get(&row).map_err(|e| self.fail(e))?;
+                let own = self
+                    .t()?
+                    .conflict_open
+                    .get(&row)
+                    .map_err(|e| self.fail(e))?;
                 if own.as_deref() == Some(&c.id.to_be_bytes()[..]) {
-                    self.t()?.conflict_open.remove(row).map_err(|e| self.fail(e))?;
+                    self.t()?
+                        .conflict_open
+                        .remove(row)
+                        .map_err(|e| self.fail(e))?;
                 }
             }
             _ => {
-                self.t()?.conflict_open
+                self.t()?
+                    .conflict_open
                     .insert(row, &c.id.to_be_bytes())
                     .map_err(|e| self.fail(e))?;
             }
@@ -549,7 +590,8 @@ impl Store {
     }
 
     pub fn conflict(&self, id: u64) -> Result<Option<Conflict>> {
-        self.t()?.conflicts
+        self.t()?
+            .conflicts
             .get(id.to_be_bytes())
             .map_err(|e| self.fail(e))?
             .map(|v| decode(&v))
@@ -592,7 +634,8 @@ impl Store {
 
     /// Every recorded conflict, oldest first.
     pub fn conflicts(&self) -> Result<Vec<Conflict>> {
-        self.t()?.conflicts
+        self.t()?
+            .conflicts
             .iter()
             .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
@@ -605,7 +648,8 @@ impl Store {
     pub fn add_pending(&self, mut w: PendingWrite) -> Result<u64> {
         let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))? + 1;
         w.id = id;
-        self.t()?.pending
+        self.t()?
+            .pending
             .insert(id.to_be_bytes(), encode(&w)?)
             .map_err(|e| self.fail(e))?;
         Ok(id)
@@ -624,21 +668,24 @@ impl Store {
     }
 
     pub fn remove_pending(&self, id: u64) -> Result<()> {
-        self.t()?.pending
+        self.t()?
+            .pending
             .remove(id.to_be_bytes())
             .map(|_| ())
             .map_err(|e| self.fail(e))
     }
 
     pub fn resync_jobs(&self) -> Result<Vec<ResyncJob>> {
-        self.t()?.resync
+        self.t()?
+            .resync
             .iter()
             .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()
     }
 
     pub fn put_resync(&self, job: &ResyncJob) -> Result<()> {
-        self.t()?.resync
+        self.t()?
+            .resync
             .insert(job.mapping.as_bytes(), encode(job)?)
             .map(|_| ())
             .map_err(|e| self.fail(e))
@@ -646,14 +693,16 @@ impl Store {
 
     pub fn audit(&self, entry: AuditEntry) -> Result<()> {
         let id = self.t()?.db.generate_id().map_err(|e| self.fail(e))?;
-        self.t()?.audit
+        self.t()?
+            .audit
             .insert(id.to_be_bytes(), encode(&entry)?)
             .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
     pub fn audit_log(&self) -> Result<Vec<AuditEntry>> {
-        self.t()?.audit
+        self.t()?
+            .audit
             .iter()
             .map(|item| decode(&item.map_err(|e| self.fail(e))?.1))
             .collect()

@@ -54,11 +54,21 @@ async fn answers_quickly(b: &Bridge) {
         .await
         .expect("/metrics answers while the store is full");
     assert!(metrics.is_some_and(|(code, _)| code == 200));
-    for args in [&["status", "-o", "json"][..], &["dlq", "list", "-o", "json"][..]] {
+    for args in [
+        &["status", "-o", "json"][..],
+        &["dlq", "list", "-o", "json"][..],
+    ] {
         let out = b.cli(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    assert!(started.elapsed() < Duration::from_secs(20), "ops commands answer promptly");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "ops commands answer promptly"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,13 +83,16 @@ async fn a_full_store_disk_stops_flows_cleanly_and_they_resume() {
         .replace("path = \"store\"", "path = \"smallfs/store\"");
     std::fs::write(&b.config, config).unwrap();
     b.start_ready().await;
-    b.crm_exec("INSERT INTO parts VALUES ('p1', 'before')").await;
+    b.crm_exec("INSERT INTO parts VALUES ('p1', 'before')")
+        .await;
     b.wait_equal(PARTS_SQL, PARTS_SQL, Duration::from_secs(30))
         .await;
 
     let filler = fs.fill();
-    b.crm_exec("INSERT INTO parts SELECT 'f' || g, repeat('x', 2000) FROM generate_series(1, 3000) g")
-        .await;
+    b.crm_exec(
+        "INSERT INTO parts SELECT 'f' || g, repeat('x', 2000) FROM generate_series(1, 3000) g",
+    )
+    .await;
     b.crm_exec("INSERT INTO parts VALUES ('p2', 'after the refused ones')")
         .await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -103,28 +116,38 @@ async fn a_full_store_disk_stops_flows_cleanly_and_they_resume() {
 
     // Space returns: the flow resumes by itself and nothing is lost.
     std::fs::remove_file(&filler).unwrap();
-    wait_until("the store writable again", Duration::from_secs(30), || async {
-        b.metric("rowbridge_store_writable").await == Some(1.0)
-    })
+    wait_until(
+        "the store writable again",
+        Duration::from_secs(30),
+        || async { b.metric("rowbridge_store_writable").await == Some(1.0) },
+    )
     .await;
-    wait_until("every refused row in the queue", Duration::from_secs(90), || async {
-        dead_letter_keys(&b) == 3000
-    })
+    wait_until(
+        "every refused row in the queue",
+        Duration::from_secs(90),
+        || async { dead_letter_keys(&b) == 3000 },
+    )
     .await;
     assert_eq!(
-        b.erp_rows("SELECT name FROM parts WHERE code = 'p2'").await.len(),
+        b.erp_rows("SELECT name FROM parts WHERE code = 'p2'")
+            .await
+            .len(),
         1
     );
 
     // Full again, then SIGTERM: a clean exit; after a restart with space, nothing is lost.
     let filler = fs.fill();
-    b.crm_exec("INSERT INTO parts SELECT 'g' || g, repeat('y', 2000) FROM generate_series(1, 3000) g")
-        .await;
+    b.crm_exec(
+        "INSERT INTO parts SELECT 'g' || g, repeat('y', 2000) FROM generate_series(1, 3000) g",
+    )
+    .await;
     b.crm_exec("INSERT INTO parts VALUES ('p3', 'after a restart')")
         .await;
-    wait_until("the store reported full again", Duration::from_secs(60), || async {
-        b.metric("rowbridge_store_writable").await == Some(0.0)
-    })
+    wait_until(
+        "the store reported full again",
+        Duration::from_secs(60),
+        || async { b.metric("rowbridge_store_writable").await == Some(0.0) },
+    )
     .await;
     let stopped = Instant::now();
     let code = b.stop();
@@ -136,12 +159,16 @@ async fn a_full_store_disk_stops_flows_cleanly_and_they_resume() {
     assert_eq!(code, Some(0), "{}", tail(&b.log(), 30));
     std::fs::remove_file(&filler).unwrap();
     b.start_ready().await;
-    wait_until("every refused row in the queue", Duration::from_secs(90), || async {
-        dead_letter_keys(&b) == 6000
-    })
+    wait_until(
+        "every refused row in the queue",
+        Duration::from_secs(90),
+        || async { dead_letter_keys(&b) == 6000 },
+    )
     .await;
     assert_eq!(
-        b.erp_rows("SELECT name FROM parts WHERE code = 'p3'").await.len(),
+        b.erp_rows("SELECT name FROM parts WHERE code = 'p3'")
+            .await
+            .len(),
         1
     );
     assert_eq!(b.erp_rows(PARTS_SQL).await.len(), 3);

@@ -12,6 +12,10 @@ use mysql_async::{Conn, Value as My};
 use crate::error::{Error, ErrorClass, Result};
 use crate::mapping::{TargetOp, TargetTable};
 use crate::model::{iso, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::columns::TableFacts;
 use crate::sink::{bulk_lines, bulk_run, last_per_key, run_end, Applied, Bulk};
 
 /// Most rows in one statement.
@@ -27,10 +31,35 @@ fn qualified(t: &TargetTable) -> String {
     format!("{}.{}", quote_ident(&t.namespace), quote_ident(&t.name))
 }
 
+/// The facts of every table the sink has written, by (database, table).
+pub(super) type Tables = HashMap<(String, String), Arc<TableFacts>>;
+
+/// One operation ready to send: its index in the batch and its encoded parameters (the present
+/// columns of an upsert, the key of a delete).
+struct Row {
+    idx: usize,
+    params: Vec<My>,
+}
+
+/// How a run of upserts is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `INSERT ... ON DUPLICATE KEY UPDATE`: one statement, for tables whose only unique key
+    /// is the mapping's and whose insert needs nothing the mapping does not carry.
+    Upsert,
+    /// `UPDATE ... JOIN` the rows whose key exists, then `INSERT ... SELECT` those whose key
+    /// does not (no ON DUPLICATE KEY): a write never reaches a row with another key, and an
+    /// update never needs the columns only an insert needs.
+    Split,
+    /// `write = "update"`: the update half only.
+    Update,
+}
+
 pub(super) async fn apply_runs(
     conn: &mut Conn,
     ep: &str,
     bulk: &mut Bulk,
+    tables: &Tables,
     ops: &[TargetOp],
 ) -> Result<Applied> {
     let mut applied = Applied::default();
@@ -38,78 +67,213 @@ pub(super) async fn apply_runs(
     while start < ops.len() {
         let end = run_end(ops, start);
         let run = &ops[start..end];
+        let facts = &tables[&table_key(run[0].table())];
+        // A value the column cannot hold exactly fails its row before anything is sent.
+        let mut rows = Vec::with_capacity(run.len());
+        for (idx, op) in ops.iter().enumerate().take(end).skip(start) {
+            match encode(op, facts) {
+                Ok(params) => rows.push(Row { idx, params }),
+                Err(e) => applied.failed.push((idx, e)),
+            }
+        }
+        start = end;
+        if rows.is_empty() {
+            continue;
+        }
         if bulk_run(*bulk, run) {
-            if load_data(conn, ep, run).await? {
-                applied.rows += run.len();
-                start = end;
+            if load_data(conn, ep, facts, ops, &rows).await? {
+                applied.rows += rows.len();
                 continue;
             }
             *bulk = Bulk::Refused;
         }
-        match exec_run(conn, ep, run).await {
-            Ok(()) => applied.rows += run.len(),
+        let idx: Vec<usize> = rows.iter().map(|r| r.idx).collect();
+        let mode = mode(&ops[idx[0]], facts.split);
+        match exec_run(conn, ep, ops, rows, mode).await {
+            Ok(()) => applied.rows += idx.len(),
             Err(e) if e.class() == ErrorClass::Row => {
                 // InnoDB undid only the failed statement; redo this run row by row (idempotent)
-                // to find the rows at fault, keeping the rest.
-                for (j, op) in run.iter().enumerate() {
-                    match exec_run(conn, ep, std::slice::from_ref(op)).await {
+                // to find the rows at fault, keeping the rest. Upserts go the split way here,
+                // so a row that exists is updated even when inserting it would fail (a NOT NULL
+                // column the mapping does not carry, error 1364).
+                let mode = match mode {
+                    Mode::Upsert => Mode::Split,
+                    m => m,
+                };
+                for i in idx {
+                    let row = Row {
+                        idx: i,
+                        params: encode(&ops[i], facts)?,
+                    };
+                    match exec_run(conn, ep, ops, vec![row], mode).await {
                         Ok(()) => applied.rows += 1,
-                        Err(e) if e.class() == ErrorClass::Row => {
-                            applied.failed.push((start + j, e))
-                        }
+                        Err(e) if e.class() == ErrorClass::Row => applied.failed.push((i, e)),
                         Err(e) => return Err(e),
                     }
                 }
             }
             Err(e) => return Err(e),
         }
-        start = end;
     }
     Ok(applied)
 }
 
-async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
-    let table = run[0].table().clone();
-    // An UPDATE ... JOIN picks any of several rows for one key: keep the last.
-    let deduped: Vec<TargetOp>;
-    let run = if table.update_only {
-        let idx: Vec<usize> = (0..run.len()).collect();
-        deduped = last_per_key(run, &idx).into_iter().cloned().collect();
-        &deduped[..]
-    } else {
-        run
+pub(super) fn table_key(t: &TargetTable) -> (String, String) {
+    (t.namespace.clone(), t.name.clone())
+}
+
+fn mode(op: &TargetOp, split: bool) -> Mode {
+    match op.table() {
+        t if t.update_only => Mode::Update,
+        _ if split => Mode::Split,
+        _ => Mode::Upsert,
+    }
+}
+
+/// The parameters of one operation: every present value through its column's encoder.
+fn encode(op: &TargetOp, facts: &TableFacts) -> Result<Vec<My>> {
+    match op {
+        TargetOp::Upsert { table, row } => row
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| facts.columns[i].encode(v)))
+            .collect::<std::result::Result<Vec<My>, String>>()
+            .map_err(|reason| Error::Row {
+                table: format!("{}:{}", table.endpoint, table),
+                key: String::new(),
+                reason,
+            }),
+        TargetOp::Delete { key, .. } => Ok(key.iter().map(to_mysql).collect()),
+        TargetOp::Truncate { .. } => Ok(Vec::new()),
+    }
+}
+
+/// Keep the last row per key, in order (an `UPDATE ... JOIN` picks any of several rows for one
+/// key, and the split's insert would add a key twice).
+fn last_rows(ops: &[TargetOp], rows: Vec<Row>) -> Vec<Row> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Row> = rows
+        .into_iter()
+        .rev()
+        .filter(|r| seen.insert(format!("{:?}", ops[r.idx].key_values())))
+        .collect();
+    out.reverse();
+    out
+}
+
+async fn exec_run(
+    conn: &mut Conn,
+    ep: &str,
+    ops: &[TargetOp],
+    rows: Vec<Row>,
+    mode: Mode,
+) -> Result<()> {
+    let first = &ops[rows[0].idx];
+    let table = first.table().clone();
+    let rows = match first {
+        TargetOp::Upsert { .. } if mode != Mode::Upsert => last_rows(ops, rows),
+        _ => rows,
     };
-    let width = match &run[0] {
-        TargetOp::Upsert { row, .. } => row.iter().filter(|v| v.is_some()).count(),
-        TargetOp::Delete { key, .. } => key.len(),
-        TargetOp::Truncate { .. } => 0,
+    let present: Vec<usize> = match first {
+        TargetOp::Upsert { row, .. } => (0..row.len()).filter(|&i| row[i].is_some()).collect(),
+        _ => Vec::new(),
     };
-    // The statement of rows done..done + n.
-    let build = |done: usize| {
-        let n = chunk_len(run.len() - done, width);
-        let chunk = &run[done..done + n];
-        let (sql, params) = match &run[0] {
-            TargetOp::Upsert { row, .. } if table.update_only => update_sql(&table, row, chunk),
-            TargetOp::Upsert { row, .. } => upsert_sql(&table, row, chunk),
-            TargetOp::Delete { .. } => delete_sql(&table, chunk),
-            TargetOp::Truncate { .. } => (format!("DELETE FROM {}", qualified(&table)), Vec::new()),
+    if mode == Mode::Split && matches!(first, TargetOp::Upsert { .. }) {
+        return exec_split(conn, ep, &table, &present, rows).await;
+    }
+    let width = rows[0].params.len();
+    let total = rows.len();
+    let mut params = rows.into_iter().map(|r| r.params);
+    // The statements of rows done..done + n, and their parameters.
+    let mut build = |done: usize| {
+        let n = chunk_len(total - done, width);
+        let p: Vec<My> = params.by_ref().take(n).flatten().collect();
+        let sqls = match first {
+            TargetOp::Upsert { .. } => match mode {
+                Mode::Upsert => vec![upsert_sql(&table, &present, n)],
+                Mode::Update => vec![update_sql(&table, &present, n)],
+                Mode::Split => unreachable!("split runs go through exec_split"),
+            },
+            TargetOp::Delete { .. } => vec![delete_sql(&table, n)],
+            TargetOp::Truncate { .. } => vec![format!("DELETE FROM {}", qualified(&table))],
         };
-        (sql, params, done + n)
+        (sqls, p, done + n)
     };
     let mut next = Some(build(0));
-    while let Some((sql, params, done)) = next.take() {
+    while let Some((sqls, params, done)) = next.take() {
         let send = async {
-            if params.is_empty() {
-                conn.query_drop(sql).await
-            } else {
-                conn.exec_drop(sql, params).await
+            let (last, mut params) = (sqls.len() - 1, params);
+            for (k, sql) in sqls.into_iter().enumerate() {
+                if params.is_empty() {
+                    conn.query_drop(sql).await?;
+                } else if k == last {
+                    conn.exec_drop(sql, std::mem::take(&mut params)).await?;
+                } else {
+                    conn.exec_drop(sql, params.clone()).await?;
+                }
             }
+            Ok::<(), mysql_async::Error>(())
         };
         // The server works on this statement while the next one is built: the send is polled
         // first (its packet goes out), then the build runs.
-        let (result, built) = tokio::join!(send, async { (done < run.len()).then(|| build(done)) });
+        let (result, built) = tokio::join!(send, async { (done < total).then(|| build(done)) });
         result.map_err(|e| row_context(ep, &table, e))?;
         next = built;
+    }
+    Ok(())
+}
+
+/// The split write of a run of upserts (deduplicated by key), chunk by chunk: lock and read
+/// which keys exist (`FOR UPDATE`, so no other session inserts one meanwhile), update those
+/// through a join by key, insert the others with a plain `INSERT`. MariaDB checks an
+/// `INSERT ... SELECT`'s NOT NULL columns even when it selects no row, hence the read.
+async fn exec_split(
+    conn: &mut Conn,
+    ep: &str,
+    table: &TargetTable,
+    present: &[usize],
+    rows: Vec<Row>,
+) -> Result<()> {
+    let key_pos: Vec<usize> = table
+        .key
+        .iter()
+        .map(|k| {
+            present
+                .iter()
+                .position(|c| c == k)
+                .expect("key columns are present")
+        })
+        .collect();
+    let width = present.len();
+    let mut rest = rows.into_iter().map(|r| r.params).collect::<Vec<_>>();
+    let err = |e| row_context(ep, table, e);
+    while !rest.is_empty() {
+        let n = chunk_len(rest.len(), width);
+        let chunk: Vec<Vec<My>> = rest.drain(..n).collect();
+        let mut probe = Vec::with_capacity(n * (key_pos.len() + 1));
+        for (i, params) in chunk.iter().enumerate() {
+            probe.push(My::Int(i as i64));
+            probe.extend(key_pos.iter().map(|&p| params[p].clone()));
+        }
+        let found: Vec<i64> = conn
+            .exec(existing_sql(table, n), probe)
+            .await
+            .map_err(err)?;
+        let mut exists = vec![false; n];
+        for i in found {
+            exists[i as usize] = true;
+        }
+        let (old, new): (Vec<_>, Vec<_>) = chunk.into_iter().zip(exists).partition(|(_, e)| *e);
+        if !old.is_empty() {
+            let sql = update_sql(table, present, old.len());
+            let params: Vec<My> = old.into_iter().flat_map(|(p, _)| p).collect();
+            conn.exec_drop(sql, params).await.map_err(err)?;
+        }
+        if !new.is_empty() {
+            let sql = insert_sql(table, present, new.len());
+            let params: Vec<My> = new.into_iter().flat_map(|(p, _)| p).collect();
+            conn.exec_drop(sql, params).await.map_err(err)?;
+        }
     }
     Ok(())
 }
@@ -118,11 +282,17 @@ async fn exec_run(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<()> {
 /// server turns a duplicate key or a value it must alter into a warning and goes on, so the
 /// load only counts if every row was inserted without a warning; otherwise it is undone and
 /// false returned (as when the server refuses it, e.g. `local_infile` off).
-async fn load_data(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<bool> {
-    let table = run[0].table();
-    let idx: Vec<usize> = (0..run.len()).collect();
-    let rows = last_per_key(run, &idx);
-    let Some((present, data)) = bulk_lines(&rows, |_, v| load_text(v)) else {
+async fn load_data(
+    conn: &mut Conn,
+    ep: &str,
+    facts: &TableFacts,
+    ops: &[TargetOp],
+    encoded: &[Row],
+) -> Result<bool> {
+    let table = ops[encoded[0].idx].table();
+    let idx: Vec<usize> = encoded.iter().map(|r| r.idx).collect();
+    let rows = last_per_key(ops, &idx);
+    let Some((present, data)) = bulk_lines(&rows, |c, v| facts.columns[c].load_text(v)) else {
         return Ok(false);
     };
     let cols: Vec<String> = present
@@ -174,7 +344,7 @@ async fn load_data(conn: &mut Conn, ep: &str, run: &[TargetOp]) -> Result<bool> 
 
 /// The text `LOAD DATA` reads back as `v` (session time zone UTC), or None when only the
 /// binary protocol can carry it exactly (NaN, a year outside 0..9999).
-fn load_text(v: &Value) -> Option<Option<Vec<u8>>> {
+pub(super) fn load_text(v: &Value) -> Option<Option<Vec<u8>>> {
     let in_range = |y: i32| (0..=9999).contains(&y);
     Some(Some(match v {
         Value::Null => return Some(None),
@@ -204,12 +374,8 @@ fn chunk_len(remaining: usize, width: usize) -> usize {
     cap.min(rem)
 }
 
-fn upsert_sql(
-    table: &TargetTable,
-    shape: &[Option<Value>],
-    chunk: &[TargetOp],
-) -> (String, Vec<My>) {
-    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
+/// A plain multi-row insert of the `present` columns.
+fn insert_sql(table: &TargetTable, present: &[usize], n: usize) -> String {
     let cols: Vec<String> = present
         .iter()
         .map(|&i| quote_ident(&table.columns[i]))
@@ -220,7 +386,12 @@ fn upsert_sql(
         qualified(table),
         cols.join(",")
     );
-    sql.push_str(&vec![placeholders.as_str(); chunk.len()].join(","));
+    sql.push_str(&vec![placeholders.as_str(); n].join(","));
+    sql
+}
+
+fn upsert_sql(table: &TargetTable, present: &[usize], n: usize) -> String {
+    let mut sql = insert_sql(table, present, n);
     let updates: Vec<String> = present
         .iter()
         .filter(|i| !table.key.contains(i) && !table.insert_only.contains(i))
@@ -236,33 +407,51 @@ fn upsert_sql(
     } else {
         sql.push_str(&updates.join(","));
     }
-    let mut params = Vec::with_capacity(chunk.len() * present.len());
-    for op in chunk {
-        if let TargetOp::Upsert { row, .. } = op {
-            params.extend(row.iter().flatten().map(to_mysql));
-        }
-    }
-    (sql, params)
+    sql
 }
 
-/// `write = "update"`: update the rows that exist through a join with the values, insert
-/// nothing.
-fn update_sql(
-    table: &TargetTable,
-    shape: &[Option<Value>],
-    chunk: &[TargetOp],
-) -> (String, Vec<My>) {
-    let present: Vec<usize> = (0..shape.len()).filter(|&i| shape[i].is_some()).collect();
-    let first: Vec<String> = present.iter().map(|i| format!("? AS `c{i}`")).collect();
-    let other = format!("SELECT {}", vec!["?"; present.len()].join(", "));
+/// Which of `n` keys (parameters: row number, then the key values) exist, locked until the
+/// transaction ends; compared by the server, with the column's own collation.
+fn existing_sql(table: &TargetTable, n: usize) -> String {
+    let first: Vec<String> = std::iter::once("? AS `n`".to_string())
+        .chain(table.key.iter().map(|i| format!("? AS `c{i}`")))
+        .collect();
+    let other = format!("SELECT {}", vec!["?"; table.key.len() + 1].join(", "));
     let mut values = format!("SELECT {}", first.join(", "));
-    for _ in 1..chunk.len() {
+    for _ in 1..n {
         values.push_str(" UNION ALL ");
         values.push_str(&other);
     }
+    let conds: Vec<String> = table
+        .key
+        .iter()
+        .map(|&i| format!("t.{} = v.`c{i}`", quote_ident(&table.columns[i])))
+        .collect();
+    format!(
+        "SELECT v.`n` FROM {} AS t JOIN ({values}) AS v ON {} FOR UPDATE",
+        qualified(table),
+        conds.join(" AND ")
+    )
+}
+
+/// The rows of a statement as a derived table `v` with columns `c<i>` (i: table column index).
+fn values_table(present: &[usize], n: usize) -> String {
+    let first: Vec<String> = present.iter().map(|i| format!("? AS `c{i}`")).collect();
+    let other = format!("SELECT {}", vec!["?"; present.len()].join(", "));
+    let mut values = format!("(SELECT {}", first.join(", "));
+    for _ in 1..n {
+        values.push_str(" UNION ALL ");
+        values.push_str(&other);
+    }
+    values.push_str(") AS v");
+    values
+}
+
+/// Update the rows that exist through a join with the values by key; insert nothing.
+fn update_sql(table: &TargetTable, present: &[usize], n: usize) -> String {
     let mut sets = Vec::new();
     let mut conds = Vec::new();
-    for &i in &present {
+    for &i in present {
         let c = quote_ident(&table.columns[i]);
         if table.key.contains(&i) {
             conds.push(format!("t.{c} = v.`c{i}`"));
@@ -274,29 +463,23 @@ fn update_sql(
         let k = quote_ident(&table.columns[table.key[0]]);
         sets.push(format!("t.{k} = t.{k}"));
     }
-    let sql = format!(
-        "UPDATE {} AS t JOIN ({values}) AS v ON {} SET {}",
+    format!(
+        "UPDATE {} AS t JOIN {} ON {} SET {}",
         qualified(table),
+        values_table(present, n),
         conds.join(" AND "),
         sets.join(", ")
-    );
-    let mut params = Vec::with_capacity(chunk.len() * present.len());
-    for op in chunk {
-        if let TargetOp::Upsert { row, .. } = op {
-            params.extend(row.iter().flatten().map(to_mysql));
-        }
-    }
-    (sql, params)
+    )
 }
 
-fn delete_sql(table: &TargetTable, chunk: &[TargetOp]) -> (String, Vec<My>) {
+fn delete_sql(table: &TargetTable, n: usize) -> String {
     let key_cols: Vec<String> = table
         .key
         .iter()
         .map(|&i| quote_ident(&table.columns[i]))
         .collect();
     let cond = if key_cols.len() == 1 {
-        format!("{} IN ({})", key_cols[0], vec!["?"; chunk.len()].join(","))
+        format!("{} IN ({})", key_cols[0], vec!["?"; n].join(","))
     } else {
         let one = format!(
             "({})",
@@ -306,16 +489,9 @@ fn delete_sql(table: &TargetTable, chunk: &[TargetOp]) -> (String, Vec<My>) {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         );
-        vec![one.as_str(); chunk.len()].join(" OR ")
+        vec![one.as_str(); n].join(" OR ")
     };
-    let sql = format!("DELETE FROM {} WHERE {cond}", qualified(table));
-    let mut params = Vec::with_capacity(chunk.len() * key_cols.len());
-    for op in chunk {
-        if let TargetOp::Delete { key, .. } = op {
-            params.extend(key.iter().map(to_mysql));
-        }
-    }
-    (sql, params)
+    format!("DELETE FROM {} WHERE {cond}", qualified(table))
 }
 
 /// Convert a value for the binary protocol. Instants are written as UTC (session time zone).
@@ -404,7 +580,8 @@ fn datetime(ts: &chrono::NaiveDateTime) -> My {
     )
 }
 
-/// Keep the server's message (it names the column) but say which table; never the values.
+/// A row error says which table and, from the server's message, which column, index or
+/// constraint; never the values.
 fn row_context(ep: &str, table: &TargetTable, e: mysql_async::Error) -> Error {
     match &e {
         mysql_async::Error::Server(se)
@@ -413,10 +590,65 @@ fn row_context(ep: &str, table: &TargetTable, e: mysql_async::Error) -> Error {
             Error::Row {
                 table: format!("{}:{}", table.endpoint, table),
                 key: String::new(),
-                reason: format!("ERROR {}: {}", se.code, se.message),
+                reason: server_reason(se.code, &se.message),
             }
         }
         _ => Error::mysql(ep, e),
+    }
+}
+
+/// The reason for a row the server refused, rebuilt from the error code and the identifiers in
+/// its message: MariaDB quotes the value in many messages ("Duplicate entry 'a@x' for key
+/// 'email'", "Incorrect string value: '\xF0...' for column ..."), so the message itself is
+/// never kept.
+fn server_reason(code: u16, message: &str) -> String {
+    let what = match code {
+        1048 | 1263 => "NULL into a NOT NULL column",
+        1062 | 1169 | 1586 | 1859 => "duplicate value in a unique index",
+        1364 => "an insert needs this NOT NULL column without a default, which the mapping does not carry",
+        1366 | 1367 | 1300 => "a value the column cannot hold (type or charset)",
+        1406 => "value too long for the column",
+        1264 | 1690 => "value out of the column's range",
+        1265 => "value would be truncated",
+        1292 | 1411 | 1525 | 1918 | 1441 => "incorrect value for the column's type",
+        1451 | 1217 => "foreign key: the row is referenced",
+        1452 | 1216 => "foreign key: no parent row",
+        3819 | 4025 => "check constraint failed",
+        1526 | 1748 => "no partition for the row",
+        1906 => "a value for a generated column",
+        _ => "row refused",
+    };
+    let mut reason = format!("ERROR {code}: {what}");
+    if let Some(name) = identifier_after(message, " for key ") {
+        reason.push_str(&format!(" (unique index '{name}')"));
+    } else if let Some(name) = identifier_after(message, "for column ")
+        .or_else(|| identifier_after(message, "Field "))
+        .or_else(|| identifier_after(message, "Column "))
+    {
+        reason.push_str(&format!(" (column '{name}')"));
+    } else if let Some(name) = identifier_after(message, "CONSTRAINT ") {
+        reason.push_str(&format!(" (constraint '{name}')"));
+    }
+    reason
+}
+
+/// The identifier quoted right after the last `marker` in `message` (the last part of a
+/// qualified `db`.`t`.`c`), if any.
+fn identifier_after(message: &str, marker: &str) -> Option<String> {
+    let rest = &message[message.rfind(marker)? + marker.len()..];
+    let mut name = None;
+    let mut chars = rest.chars();
+    loop {
+        let open = chars.next()?;
+        if open != '`' && open != '\'' {
+            return name;
+        }
+        let part: String = chars.by_ref().take_while(|&c| c != open).collect();
+        name = Some(part);
+        match chars.next() {
+            Some('.') => continue,
+            _ => return name,
+        }
     }
 }
 
@@ -490,23 +722,46 @@ mod tests {
     #[test]
     fn upsert_leaves_absent_columns_alone() {
         let t = table();
-        let op = TargetOp::Upsert {
-            table: t.clone(),
-            row: vec![Some(Value::Int(1)), Some(Value::Text("a".into())), None],
-        };
-        let (sql, params) = upsert_sql(
-            &t,
-            match &op {
-                TargetOp::Upsert { row, .. } => row,
-                _ => unreachable!(),
-            },
-            &[op.clone(), op.clone()],
-        );
         assert_eq!(
-            sql,
+            upsert_sql(&t, &[0, 1], 2),
             "INSERT INTO `erp`.`cust``omers` (`id`,`name`) VALUES (?,?),(?,?) ON DUPLICATE KEY UPDATE `name`=VALUES(`name`)"
         );
-        assert_eq!(params.len(), 4);
+    }
+
+    #[test]
+    fn split_updates_by_key_and_inserts_only_missing_keys() {
+        let t = table();
+        assert_eq!(
+            update_sql(&t, &[0, 2], 2),
+            "UPDATE `erp`.`cust``omers` AS t JOIN (SELECT ? AS `c0`, ? AS `c2` UNION ALL SELECT ?, ?) AS v \
+             ON t.`id` = v.`c0` SET t.`note` = v.`c2`"
+        );
+        assert_eq!(
+            existing_sql(&t, 2),
+            "SELECT v.`n` FROM `erp`.`cust``omers` AS t JOIN (SELECT ? AS `n`, ? AS `c0` UNION ALL SELECT ?, ?) AS v \
+             ON t.`id` = v.`c0` FOR UPDATE"
+        );
+        assert_eq!(
+            insert_sql(&t, &[0, 2], 1),
+            "INSERT INTO `erp`.`cust``omers` (`id`,`note`) VALUES (?,?)"
+        );
+    }
+
+    #[test]
+    fn server_reasons_name_the_index_or_column_never_the_value() {
+        let cases = [
+            (1062, "Duplicate entry 'a@x' for key 'email'", "ERROR 1062: duplicate value in a unique index (unique index 'email')"),
+            (1062, "Duplicate entry 'x' for key 'y' for key 'uq'", "ERROR 1062: duplicate value in a unique index (unique index 'uq')"),
+            (1366, "Incorrect string value: '\\xF0\\x9F' for column `e`.`t`.`a` at row 1", "ERROR 1366: a value the column cannot hold (type or charset) (column 'a')"),
+            (1292, "Incorrect datetime value: '2020-13-01' for column `e`.`t`.`m` at row 1", "ERROR 1292: incorrect value for the column's type (column 'm')"),
+            (1265, "Data truncated for column 'g' at row 1", "ERROR 1265: value would be truncated (column 'g')"),
+            (1364, "Field 'req' doesn't have a default value", "ERROR 1364: an insert needs this NOT NULL column without a default, which the mapping does not carry (column 'req')"),
+            (4025, "CONSTRAINT `positive` failed for `e`.`t`", "ERROR 4025: check constraint failed (constraint 'positive')"),
+            (1918, "Encountered illegal value 'secret' when converting to DECIMAL", "ERROR 1918: incorrect value for the column's type"),
+        ];
+        for (code, message, want) in cases {
+            assert_eq!(server_reason(code, message), want);
+        }
     }
 
     #[test]
@@ -530,8 +785,9 @@ mod tests {
         assert_eq!(run_end(&ops, 0), 2);
         assert_eq!(run_end(&ops, 2), 3);
         assert_eq!(run_end(&ops, 3), 5);
-        let (sql, params) = delete_sql(&t, &ops[3..5]);
-        assert_eq!(sql, "DELETE FROM `erp`.`cust``omers` WHERE `id` IN (?,?)");
-        assert_eq!(params.len(), 2);
+        assert_eq!(
+            delete_sql(&t, 2),
+            "DELETE FROM `erp`.`cust``omers` WHERE `id` IN (?,?)"
+        );
     }
 }

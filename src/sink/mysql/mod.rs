@@ -1,11 +1,21 @@
 //! MySQL/MariaDB sink: multi-row `INSERT ... ON DUPLICATE KEY UPDATE` and deletes by key.
 //!
+//! Exact or refused: every value goes through its column's encoder (`columns`), which sends it
+//! as it is or refuses the row naming the column and why. `ON DUPLICATE KEY UPDATE` fires on
+//! any unique index and needs every NOT NULL column without default even for a row that
+//! exists, so a table with another unique index than the mapping's key, or with such a column
+//! the mapping does not carry, is written the split way: lock and read which keys exist, update
+//! those by key, plain-insert the rest. A write then never reaches a row with another key (a
+//! collision on the other index is a dead letter naming it) and updates need only the mapped
+//! columns. The information is read once per table from information_schema.
+//!
 //! The session runs in strict mode (`STRICT_ALL_TABLES`, no zero dates) so a value that does not
 //! fit is an error for that row instead of a silent truncation, and with `time_zone = '+00:00'`:
 //! instants (PostgreSQL `timestamptz`) are written as UTC wall-clock time, which a `TIMESTAMP`
 //! column stores exactly and a `DATETIME` column holds as UTC.
 
 mod apply;
+mod columns;
 
 use std::time::Duration;
 
@@ -29,6 +39,8 @@ pub struct MysqlSink {
     pub endpoint: String,
     conn: Conn,
     pub(crate) bulk: crate::sink::Bulk,
+    /// Column facts of the tables written so far (read once per table and session).
+    tables: apply::Tables,
 }
 
 /// Connection options for an endpoint (shared with the binlog source and the catalog).
@@ -100,6 +112,7 @@ impl MysqlSink {
             endpoint: endpoint.to_string(),
             conn,
             bulk: crate::sink::Bulk::Off,
+            tables: apply::Tables::new(),
         })
     }
 
@@ -182,7 +195,27 @@ impl MysqlSink {
     }
 
     pub async fn apply_in_txn(&mut self, ops: &[TargetOp]) -> Result<Applied> {
-        apply::apply_runs(&mut self.conn, &self.endpoint, &mut self.bulk, ops).await
+        for op in ops {
+            let key = apply::table_key(op.table());
+            if !self.tables.contains_key(&key) {
+                let facts = columns::load(&mut self.conn, &self.endpoint, op.table()).await?;
+                self.tables.insert(key, facts);
+            }
+        }
+        let applied = apply::apply_runs(
+            &mut self.conn,
+            &self.endpoint,
+            &mut self.bulk,
+            &self.tables,
+            ops,
+        )
+        .await?;
+        // A refusal may come from a table changed since its facts were read (an operator
+        // widening the column before replaying the dead letters): read them again next time.
+        for (i, _) in &applied.failed {
+            self.tables.remove(&apply::table_key(ops[*i].table()));
+        }
+        Ok(applied)
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {

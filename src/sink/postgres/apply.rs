@@ -67,7 +67,9 @@ async fn copy_guarded(sink: &mut PgSink, ops: &[TargetOp], idx: &[usize]) -> Res
     let types = sink.types[&(table.namespace.clone(), table.name.clone())].clone();
     // A value PostgreSQL could not take: the upsert path isolates that row.
     let body = bulk_lines(&last_per_key(ops, idx), |c, v| {
-        let text = exact::target_text(v, &types[&table.columns[c]]).ok()?;
+        let ty = &types[&table.columns[c]];
+        fits(v, ty).ok()?;
+        let text = exact::target_text(v, ty).ok()?;
         Some(text.map(String::into_bytes))
     });
     let Some((present, data)) = body else {
@@ -237,6 +239,14 @@ fn upsert_sql(
     if t.update_only {
         return (update_sql(t, &present, &casts, &params, &aliases), present);
     }
+    // PostgreSQL checks NOT NULL before ON CONFLICT: with a column only an insert needs (not
+    // carried by the mapping), rows that exist are updated and only missing ones inserted.
+    let needs_insert = types
+        .iter()
+        .any(|(name, ty)| ty.required && !t.columns.contains(name));
+    if needs_insert {
+        return (split_sql(t, &present, &casts, &params, &aliases), present);
+    }
     // A row that already holds these values is not written again: an update that changes
     // nothing would still be a new row version in the WAL, a trigger firing, and a change the
     // other flow has to look at. (Compared as text: json has no equality operator.)
@@ -267,6 +277,66 @@ fn upsert_sql(
         keys.join(", "),
     );
     (sql, present)
+}
+
+/// One statement that updates the rows whose key exists (a data-modifying CTE) and inserts the
+/// others: both parts see the same snapshot, so an updated row is not inserted again.
+fn split_sql(
+    t: &TargetTable,
+    present: &[usize],
+    casts: &[String],
+    params: &[String],
+    aliases: &[String],
+) -> String {
+    let typed: Vec<String> = casts
+        .iter()
+        .zip(aliases)
+        .map(|(c, a)| format!("{c} AS {a}"))
+        .collect();
+    let mut sets = Vec::new();
+    let mut conds = Vec::new();
+    for (n, &i) in present.iter().enumerate() {
+        let c = quote_ident(&t.columns[i]);
+        if t.key.contains(&i) {
+            conds.push((c, &aliases[n]));
+        } else if !t.insert_only.contains(&i) {
+            sets.push(format!("{c} = v.{}", aliases[n]));
+        }
+    }
+    let matches = |alias: &str| {
+        conds
+            .iter()
+            .map(|(c, a)| format!("{alias}.{c} = v.{a}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let update = if sets.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", up AS (UPDATE {} AS t SET {} FROM v WHERE {})",
+            qualified(t),
+            sets.join(", "),
+            matches("t")
+        )
+    };
+    let cols: Vec<String> = present
+        .iter()
+        .map(|&i| quote_ident(&t.columns[i]))
+        .collect();
+    let vals: Vec<String> = aliases.iter().map(|a| format!("v.{a}")).collect();
+    format!(
+        "WITH v AS (SELECT {} FROM unnest({}) AS u({})){update} \
+         INSERT INTO {} ({}) SELECT {} FROM v WHERE NOT EXISTS (SELECT 1 FROM {} AS e WHERE {})",
+        typed.join(", "),
+        params.join(", "),
+        aliases.join(", "),
+        qualified(t),
+        cols.join(", "),
+        vals.join(", "),
+        qualified(t),
+        matches("e")
+    )
 }
 
 /// `write = "update"`: update the rows that exist, insert nothing.
@@ -349,16 +419,109 @@ fn column_arrays(
                 }
                 TargetOp::Truncate { .. } => &Value::Null,
             };
-            arrays[n].push(
-                exact::target_text(v, &types[&t.columns[c]]).map_err(|reason| Error::Row {
-                    table: format!("{}:{}", t.endpoint, t),
-                    key: String::new(),
-                    reason: format!("column '{}': {reason}", t.columns[c]),
-                })?,
-            );
+            let ty = &types[&t.columns[c]];
+            let text = fits(v, ty).and_then(|()| exact::target_text(v, ty));
+            arrays[n].push(text.map_err(|why| Error::Row {
+                table: format!("{}:{}", t.endpoint, t),
+                key: String::new(),
+                reason: format!("column '{}' {}: {why}", t.columns[c], ty.display),
+            })?);
         }
     }
     Ok(arrays)
+}
+
+/// Whether the column holds `v` exactly, where PostgreSQL would alter it without an error or
+/// refuse it naming no column: integer ranges, numeric precision, character length (PostgreSQL
+/// cuts excess trailing spaces silently), float digits (its float input rounds), fractional
+/// second digits (rounded). What PostgreSQL itself refuses with a clear error is left to it.
+pub(crate) fn fits(v: &Value, ty: &ColumnType) -> std::result::Result<(), String> {
+    use crate::sink::exact;
+    if v.is_null() {
+        return Ok(());
+    }
+    let (typmod, oid) = (ty.typmod, ty.oid);
+    let number = |v: &Value| match v {
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Decimal(s) | Value::Text(s) => exact::digits(s).map(|_| s.clone()),
+        Value::Float(f) if f.is_finite() => Some(f.to_string()),
+        _ => None,
+    };
+    match oid {
+        // int2, int4, int8
+        21 | 23 | 20 => {
+            let bits = match oid {
+                21 => 16,
+                23 => 32,
+                _ => 64,
+            };
+            let i = number(v).and_then(|n| exact::digits(&n).and_then(|d| d.integer()));
+            match i {
+                Some(i) => exact::fits_int(i, bits, false),
+                None if number(v).is_some() => Err("not an integer".into()),
+                None => Ok(()),
+            }
+        }
+        // numeric(p, s)
+        1700 if typmod >= 4 => match number(v) {
+            Some(n) => {
+                let (p, s) = (((typmod - 4) >> 16) & 0xffff, (typmod - 4) & 0x7ff);
+                exact::fits_decimal(&n, p as u32, s as u32, false)
+            }
+            None => Ok(()),
+        },
+        // float4, float8
+        700 | 701 => {
+            let f = match v {
+                Value::Float(f) => *f,
+                Value::Int(_) | Value::UInt(_) => {
+                    let n = number(v).unwrap_or_default();
+                    let i = exact::digits(&n).and_then(|d| d.integer()).unwrap_or(0);
+                    exact::exact_f64(i).ok_or("an integer a float cannot hold exactly")?
+                }
+                Value::Decimal(s) => match s.parse::<f64>() {
+                    Ok(f) if f.is_finite() && exact::same_number(&f.to_string(), s) => f,
+                    Ok(f) if !f.is_finite() || exact::digits(s).is_none() => return Ok(()),
+                    _ => return Err("more digits than a float holds".into()),
+                },
+                _ => return Ok(()),
+            };
+            if oid == 700 && f.is_finite() && !exact::fits_f32(f) {
+                return Err("more digits than a single-precision float holds".into());
+            }
+            Ok(())
+        }
+        // varchar(n), char(n)
+        1043 | 1042 if typmod >= 4 => match v {
+            Value::Text(s) | Value::Json(s) | Value::Decimal(s) => {
+                let (n, max) = (s.chars().count(), (typmod - 4) as usize);
+                if n > max {
+                    return Err(format!("{n} characters, the column keeps {max}"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        },
+        // time(p), timestamp(p), timestamptz(p)
+        1083 | 1114 | 1184 if (0..6).contains(&typmod) => {
+            use chrono::Timelike;
+            let nanos = match v {
+                Value::Time(t) => t.nanosecond(),
+                Value::Timestamp(ts) => ts.nanosecond(),
+                Value::TimestampTz(ts) => ts.nanosecond(),
+                _ => return Ok(()),
+            };
+            let need = exact::second_digits(nanos % 1_000_000_000);
+            if need > typmod as u32 {
+                return Err(format!(
+                    "{need} fractional second digits, the column keeps {typmod}"
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// PostgreSQL's text input form of a value. A decimal with more fractional digits than the
@@ -441,6 +604,9 @@ mod tests {
             numeric_scale: s,
             oid: 0,
             fraction_digits: None,
+            typmod: -1,
+            display: b.into(),
+            required: false,
         };
         let types = [
             ("id", ty("bigint", None)),
@@ -491,6 +657,81 @@ mod tests {
         assert_eq!(
             to_text(&Value::UInt(u64::MAX), None),
             Ok(Some(u64::MAX.to_string()))
+        );
+    }
+
+    fn typed(oid: u32, typmod: i32) -> ColumnType {
+        ColumnType {
+            base: String::new(),
+            numeric_scale: None,
+            oid,
+            fraction_digits: None,
+            typmod,
+            display: String::new(),
+            required: false,
+        }
+    }
+
+    #[test]
+    fn values_postgres_would_alter_or_refuse_unnamed_are_checked() {
+        let numeric_10_2 = typed(1700, ((10 << 16) | 2) + 4);
+        assert_eq!(
+            fits(&Value::Decimal("99999999.99".into()), &numeric_10_2),
+            Ok(())
+        );
+        assert_eq!(
+            fits(&Value::Decimal("123456789".into()), &numeric_10_2),
+            Err("9 integer digits, the column keeps 8".into())
+        );
+        assert!(
+            fits(&Value::Decimal("NaN".into()), &numeric_10_2).is_ok(),
+            "PostgreSQL's call"
+        );
+        let small = typed(21, -1);
+        assert!(fits(&Value::Int(32767), &small).is_ok());
+        assert!(fits(&Value::Int(32768), &small).is_err());
+        assert!(fits(&Value::UInt(u64::MAX), &typed(20, -1)).is_err());
+        assert!(fits(&Value::Decimal("4.5".into()), &typed(23, -1)).is_err());
+        let varchar_3 = typed(1043, 7);
+        assert!(fits(&Value::Text("🎉🎉🎉".into()), &varchar_3).is_ok());
+        assert_eq!(
+            fits(&Value::Text("ab   ".into()), &varchar_3),
+            Err("5 characters, the column keeps 3".into()),
+            "PostgreSQL would cut the spaces silently"
+        );
+        assert!(fits(&Value::Float(0.1234567891), &typed(700, -1)).is_err());
+        assert!(fits(&Value::Float(0.1234567891), &typed(701, -1)).is_ok());
+        assert!(fits(
+            &Value::Decimal("0.10000000000000000001".into()),
+            &typed(701, -1)
+        )
+        .is_err());
+        let ts = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+            .unwrap()
+            .and_hms_micro_opt(0, 0, 0, 500)
+            .unwrap();
+        assert!(fits(&Value::Timestamp(ts), &typed(1114, 3)).is_err());
+        assert!(fits(&Value::Timestamp(ts), &typed(1114, -1)).is_ok());
+    }
+
+    #[test]
+    fn insert_only_columns_split_the_upsert() {
+        let (t, mut types) = table();
+        types.insert(
+            "code".into(),
+            ColumnType {
+                required: true,
+                ..typed(25, -1)
+            },
+        );
+        let shape = vec![Some(Value::Int(1)), Some(Value::Text("n".into())), None];
+        let (sql, _) = upsert_sql(&t, &shape, &types);
+        assert_eq!(
+            sql,
+            "WITH v AS (SELECT u.c1::bigint AS c1, u.c2::text AS c2 FROM unnest($1::text[], $2::text[]) AS u(c1, c2)), \
+             up AS (UPDATE \"public\".\"Products\" AS t SET \"name\" = v.c2 FROM v WHERE t.\"id\" = v.c1) \
+             INSERT INTO \"public\".\"Products\" (\"id\", \"name\") SELECT v.c1, v.c2 FROM v \
+             WHERE NOT EXISTS (SELECT 1 FROM \"public\".\"Products\" AS e WHERE e.\"id\" = v.c1)"
         );
     }
 

@@ -213,6 +213,9 @@ mod tests {
             numeric_scale: None,
             oid: 0,
             fraction_digits: digits,
+            typmod: -1,
+            display: base.into(),
+            required: false,
         }
     }
 

@@ -32,6 +32,13 @@ pub(crate) struct ColumnType {
     pub oid: u32,
     /// Fraction digits a timestamp/timestamptz/time column keeps (`timestamp(3)`), if limited.
     pub fraction_digits: Option<i32>,
+    /// The type modifier (-1 when none): numeric precision and scale, character length,
+    /// fractional second digits.
+    pub typmod: i32,
+    /// The full type (`numeric(10,2)`, `character varying(20)`), for reasons.
+    pub display: String,
+    /// NOT NULL, no default, not identity or generated: an insert must carry it.
+    pub required: bool,
 }
 
 pub struct PgSink {
@@ -147,7 +154,14 @@ impl PgSink {
         for op in ops {
             self.load_types(op).await?;
         }
-        apply::apply_runs(self, ops).await
+        let applied = apply::apply_runs(self, ops).await?;
+        // A refusal may come from a table changed since its types were read: read them again
+        // next time (the replay after an operator's fix sees the new column).
+        for (i, _) in &applied.failed {
+            let t = ops[*i].table();
+            self.types.remove(&(t.namespace.clone(), t.name.clone()));
+        }
+        Ok(applied)
     }
 
     /// The current rows with these keys, locked until the transaction ends (`FOR UPDATE`), in
@@ -405,7 +419,10 @@ pub(crate) async fn column_types(
                     CASE WHEN ty.typbasetype <> 0 THEN ty.typbasetype ELSE a.atttypid END, \
                     CASE WHEN a.atttypid IN ('timestamp'::regtype, 'timestamptz'::regtype, \
                          'time'::regtype, 'timetz'::regtype) AND a.atttypmod >= 0 \
-                         THEN a.atttypmod END \
+                         THEN a.atttypmod END, \
+                    CASE WHEN ty.typbasetype <> 0 THEN ty.typtypmod ELSE a.atttypmod END, \
+                    format_type(a.atttypid, a.atttypmod), \
+                    a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_type ty ON ty.oid = a.atttypid \
@@ -424,6 +441,9 @@ pub(crate) async fn column_types(
                     numeric_scale: r.get(2),
                     oid: r.get(3),
                     fraction_digits: r.get(4),
+                    typmod: r.get(5),
+                    display: r.get(6),
+                    required: r.get(7),
                 },
             )
         })
