@@ -52,3 +52,6 @@ mod echo_ownership;
 
 #[path = "scenarios/source_exact.rs"]
 mod source_exact;
+
+#[path = "scenarios/ops_safety.rs"]
+mod ops_safety;

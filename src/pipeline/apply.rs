@@ -607,6 +607,14 @@ impl Applier {
                 self.resync_pending = true;
                 Ok(())
             }
+            Control::ResyncCancel {
+                mapping,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.cancel_resync(&mapping, &actor));
+                Ok(())
+            }
             Control::Repair {
                 mapping,
                 source_keys,

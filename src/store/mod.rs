@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::position::Position;
 
 pub use records::{
-    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncJob, SyncState, Synced,
+    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncEnd, ResyncJob, SyncState, Synced,
     Version, Waiting,
 };
 
@@ -43,6 +43,7 @@ const CONFLICTS: &str = "conflicts";
 const CONFLICT_OPEN: &str = "conflict_open";
 const PENDING: &str = "pending";
 const RESYNC: &str = "resync";
+const RESYNC_END: &str = "resync_end";
 
 #[derive(Clone)]
 pub struct Store {
@@ -67,6 +68,8 @@ pub struct Store {
     pending: sled::Tree,
     /// Resync jobs by mapping.
     resync: sled::Tree,
+    /// How a mapping's last resync ended, when it failed or was cancelled.
+    resync_end: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,6 +124,7 @@ impl Store {
             conflict_open: tree(CONFLICT_OPEN)?,
             pending: tree(PENDING)?,
             resync: tree(RESYNC)?,
+            resync_end: tree(RESYNC_END)?,
             db,
         })
     }
@@ -494,6 +498,33 @@ impl Store {
             .insert(job.mapping.as_bytes(), encode(job)?)
             .map(|_| ())
             .map_err(store_err)
+    }
+
+    /// Store a new job of a mapping (forgetting how the previous one ended).
+    pub fn start_resync(&self, job: &ResyncJob) -> Result<()> {
+        self.resync_end
+            .remove(job.mapping.as_bytes())
+            .map_err(store_err)?;
+        self.put_resync(job)
+    }
+
+    /// End a mapping's job as failed or cancelled: it is done, with the reason kept.
+    pub fn end_resync(&self, job: &ResyncJob, end: &ResyncEnd) -> Result<()> {
+        let mut job = job.clone();
+        job.done = true;
+        job.updated_us = end.at_us;
+        self.resync_end
+            .insert(job.mapping.as_bytes(), encode(end)?)
+            .map_err(store_err)?;
+        self.put_resync(&job)
+    }
+
+    pub fn resync_end(&self, mapping: &str) -> Result<Option<ResyncEnd>> {
+        self.resync_end
+            .get(mapping.as_bytes())
+            .map_err(store_err)?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     pub fn audit(&self, entry: AuditEntry) -> Result<()> {
