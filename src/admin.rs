@@ -107,7 +107,9 @@ pub enum Request {
 enum Repair {
     /// Report the plan only.
     DryRun,
-    Apply { allow_mass_delete: bool },
+    Apply {
+        allow_mass_delete: bool,
+    },
 }
 
 /// What the handler needs: the store and the conflict hub (the daemon's, or one over the store
@@ -544,7 +546,8 @@ impl Admin {
             // Checked first: a repair needs the flow, and verify alone can take a while.
             self.board("verify --repair")?;
         }
-        let drift = crate::verify::verify(&self.config, &m, self.hub.mappings(), &self.store).await?;
+        let drift =
+            crate::verify::verify(&self.config, &m, self.hub.mappings(), &self.store).await?;
         let mut report = drift.to_json(name);
         let allow_mass_delete = match repair {
             None => return Ok(report),
@@ -593,7 +596,11 @@ impl Admin {
             "verify repair",
             format!(
                 "{name}: plan {plan}{}; {written} rows written, {deleted} deleted",
-                if allow_mass_delete { " (mass delete allowed)" } else { "" }
+                if allow_mass_delete {
+                    " (mass delete allowed)"
+                } else {
+                    ""
+                }
             ),
         ))?;
         self.store.flush()?;
@@ -730,7 +737,9 @@ impl Admin {
             format!("{mapping} ({flow}): {} rows copied", job.rows),
         ))?;
         self.store.flush()?;
-        Ok(json!({"cancelled": {"mapping": mapping, "flow": flow, "rows": job.rows, "total": job.total}}))
+        Ok(
+            json!({"cancelled": {"mapping": mapping, "flow": flow, "rows": job.rows, "total": job.total}}),
+        )
     }
 
     fn find(&self, id: u64) -> Result<Conflict> {

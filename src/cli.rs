@@ -902,7 +902,11 @@ fn print_verify(v: &serde_json::Value, repair: bool) {
             p["write_missing"],
             p["rewrite_differing"],
             p["delete_extra"],
-            if v["dry_run"] == true { " (dry run: nothing changed)" } else { "" }
+            if v["dry_run"] == true {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            }
         );
         for a in p["left_alone"].as_array().into_iter().flatten() {
             println!(

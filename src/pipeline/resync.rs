@@ -755,11 +755,8 @@ pub(crate) async fn check_filter(
     filter: &str,
 ) -> Result<()> {
     let t = &mapping.source;
-    let refused = |reason: String| {
-        Error::Usage(format!(
-            "--where refused: not a condition on {t}: {reason}"
-        ))
-    };
+    let refused =
+        |reason: String| Error::Usage(format!("--where refused: not a condition on {t}: {reason}"));
     match SourceReader::connect(config, &t.endpoint).await? {
         SourceReader::Pg(conn) => {
             let q = crate::source::postgres::quote_ident;
@@ -792,8 +789,7 @@ pub(crate) async fn check_filter(
             conn.query_drop("START TRANSACTION READ ONLY")
                 .await
                 .map_err(|e| Error::mysql(&t.endpoint, e))?;
-            let result: std::result::Result<Vec<mysql_async::Row>, _> =
-                conn.exec(sql, ()).await;
+            let result: std::result::Result<Vec<mysql_async::Row>, _> = conn.exec(sql, ()).await;
             let _ = conn.query_drop("ROLLBACK").await;
             match result {
                 Ok(_) => Ok(()),

@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::position::Position;
 
 pub use records::{
-    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncEnd, ResyncJob, SyncState, Synced,
-    Version, Waiting,
+    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncEnd, ResyncJob, SyncState,
+    Synced, Version, Waiting,
 };
 
 /// Bumped when a stored record changes shape.

@@ -77,9 +77,8 @@ fn number(v: &Value) -> Option<String> {
 /// Both sides as JSON documents (key order and whitespace free); a side that is not JSON
 /// compares as text.
 fn same_json(a: &Value, b: &Value) -> bool {
-    let parse = |v: &Value| {
-        text_form(v).and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    };
+    let parse =
+        |v: &Value| text_form(v).and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     match (parse(a), parse(b)) {
         (Some(x), Some(y)) => json_eq(&x, &y),
         _ => text_form(a) == text_form(b),
@@ -120,7 +119,10 @@ mod tests {
         let a = Value::Text(r#"{"b":[1,2],"a":{"x":1.50}}"#.into());
         let b = Value::Json(r#"{"a": {"x": 1.5}, "b": [1, 2]}"#.into());
         assert!(same(&a, &b));
-        assert!(!same(&a, &Value::Json(r#"{"a": {"x": 1.5}, "b": [2, 1]}"#.into())));
+        assert!(!same(
+            &a,
+            &Value::Json(r#"{"a": {"x": 1.5}, "b": [2, 1]}"#.into())
+        ));
     }
 
     #[test]

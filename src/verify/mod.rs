@@ -242,7 +242,13 @@ async fn read_source(
             };
             for op in ops {
                 if let TargetOp::Upsert { row, .. } = op {
-                    let tkey = key_text(&target.key.iter().map(|&i| row[i].clone().unwrap_or(Value::Null)).collect::<Vec<_>>());
+                    let tkey = key_text(
+                        &target
+                            .key
+                            .iter()
+                            .map(|&i| row[i].clone().unwrap_or(Value::Null))
+                            .collect::<Vec<_>>(),
+                    );
                     let entry = match skip {
                         true => Expected::Skip,
                         false => Expected::Row(row, source_key.clone()),

@@ -21,7 +21,10 @@ fn run(b: &Bridge, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
 
 fn json(b: &Bridge, args: &[&str]) -> serde_json::Value {
     let (code, v, err) = run(b, args);
-    assert!(matches!(code, Some(0 | 1)), "rowbridge {args:?}: exit {code:?}: {err}");
+    assert!(
+        matches!(code, Some(0 | 1)),
+        "rowbridge {args:?}: exit {code:?}: {err}"
+    );
     v
 }
 
@@ -32,7 +35,10 @@ async fn wait_rows(what: &str, n: usize, mut rows: impl AsyncFnMut() -> Rows) {
         if got == n {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{what}: {got} rows, not {n}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {got} rows, not {n}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -179,7 +185,10 @@ async fn repair_deletes_nothing_a_mapping_does_not_own() {
         b.erp_rows("SELECT id FROM parts WHERE deleted = 1")
     })
     .await;
-    wait_rows("people", 3, || b.erp_rows("SELECT id FROM people WHERE crm_id IS NOT NULL")).await;
+    wait_rows("people", 3, || {
+        b.erp_rows("SELECT id FROM people WHERE crm_id IS NOT NULL")
+    })
+    .await;
     wait_rows("notes", 2, || b.erp_rows("SELECT id FROM notes")).await;
     let before = snapshot(&b).await;
 
@@ -195,9 +204,15 @@ async fn repair_deletes_nothing_a_mapping_does_not_own() {
     let v = json(&b, &["verify", "invoice_company", "-o", "json"]);
     assert_eq!(v["in_sync"], true, "{v}");
     assert_eq!(v["not_owned"], 3, "{v}");
-    let why = v["plan"]["left_alone"][0]["why"].as_str().unwrap_or_default();
+    let why = v["plan"]["left_alone"][0]["why"]
+        .as_str()
+        .unwrap_or_default();
     assert!(why.contains("update"), "{v}");
-    assert_eq!(snapshot(&b).await, before, "repair changed rows it does not own");
+    assert_eq!(
+        snapshot(&b).await,
+        before,
+        "repair changed rows it does not own"
+    );
 }
 
 // ---- item 1: the plan, dry run and the mass-delete refusal ----------------------------------
@@ -227,7 +242,10 @@ async fn repair_shows_its_plan_and_refuses_a_mass_delete() {
     b.erp_exec("INSERT INTO items VALUES (5001, 'stray'); DELETE FROM items WHERE id = 3;")
         .await;
 
-    let dry = json(&b, &["verify", "items", "--repair", "--dry-run", "-o", "json"]);
+    let dry = json(
+        &b,
+        &["verify", "items", "--repair", "--dry-run", "-o", "json"],
+    );
     assert_eq!(dry["dry_run"], true, "{dry}");
     assert_eq!(
         (&dry["plan"]["write_missing"], &dry["plan"]["delete_extra"]),
@@ -235,7 +253,10 @@ async fn repair_shows_its_plan_and_refuses_a_mass_delete() {
         "{dry}"
     );
     assert!(dry.get("repaired").is_none(), "{dry}");
-    assert!(erp_ids(&b).await.contains(&"5001".to_string()), "dry run deleted");
+    assert!(
+        erp_ids(&b).await.contains(&"5001".to_string()),
+        "dry run deleted"
+    );
 
     let out = b.cli(&["verify", "items", "--repair", "--yes"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -252,13 +273,28 @@ async fn repair_shows_its_plan_and_refuses_a_mass_delete() {
     let (code, _, err) = run(&b, &["verify", "items", "--repair", "--yes"]);
     assert_eq!(code, Some(2), "mass delete refused: {err}");
     assert!(err.contains("--allow-mass-delete"), "{err}");
-    assert_eq!(erp_ids(&b).await.len(), 46, "nothing deleted by a refused plan");
+    assert_eq!(
+        erp_ids(&b).await.len(),
+        46,
+        "nothing deleted by a refused plan"
+    );
     let r = json(
         &b,
-        &["verify", "items", "--repair", "--yes", "--allow-mass-delete", "-o", "json"],
+        &[
+            "verify",
+            "items",
+            "--repair",
+            "--yes",
+            "--allow-mass-delete",
+            "-o",
+            "json",
+        ],
     );
     assert_eq!(r["repaired"]["deleted"], 6, "{r}");
-    assert_eq!(json(&b, &["verify", "items", "-o", "json"])["in_sync"], true);
+    assert_eq!(
+        json(&b, &["verify", "items", "-o", "json"])["in_sync"],
+        true
+    );
     let audit = json(&b, &["audit", "-o", "json"]).to_string();
     assert!(audit.contains("mass delete allowed"), "{audit}");
 }
@@ -306,7 +342,10 @@ async fn verify_compares_values_by_meaning_and_reports_dead_letters() {
     .await;
     wait_rows("docs", 3, || b.crm_rows("SELECT id FROM docs")).await;
     wait_until("the dead letter", LONG, || async {
-        json(&b, &["dlq", "list", "-o", "json"]).as_array().map(Vec::len) == Some(1)
+        json(&b, &["dlq", "list", "-o", "json"])
+            .as_array()
+            .map(Vec::len)
+            == Some(1)
     })
     .await;
     let v = json(&b, &["verify", "docs", "-o", "json"]);
@@ -322,17 +361,21 @@ async fn verify_compares_values_by_meaning_and_reports_dead_letters() {
     assert!(text.contains("held in the dead-letter queue: 1"), "{text}");
 
     // A real difference is still found (the comparison is not blind).
-    b.crm_exec("UPDATE docs SET doc = '{\"z\": 2, \"a\": {\"y\": [1, 2.5], \"b\": \"x\"}}' WHERE id = 1")
-        .await;
+    b.crm_exec(
+        "UPDATE docs SET doc = '{\"z\": 2, \"a\": {\"y\": [1, 2.5], \"b\": \"x\"}}' WHERE id = 1",
+    )
+    .await;
     let v = json(&b, &["verify", "docs", "-o", "json"]);
     assert_eq!(v["differing_keys"], serde_json::json!(["1"]), "{v}");
 }
 
 // ---- item 4: unreadable values ---------------------------------------------------------------
 
-const EVENTS_CRM: &str = "CREATE TABLE events (id integer PRIMARY KEY, d date, t timestamptz, name text);
+const EVENTS_CRM: &str =
+    "CREATE TABLE events (id integer PRIMARY KEY, d date, t timestamptz, name text);
 CREATE TABLE slots (id integer PRIMARY KEY, d date);";
-const EVENTS_ERP: &str = "CREATE TABLE events (id INT PRIMARY KEY, d DATE, t DATETIME(6), name VARCHAR(20));
+const EVENTS_ERP: &str =
+    "CREATE TABLE events (id INT PRIMARY KEY, d DATE, t DATETIME(6), name VARCHAR(20));
 CREATE TABLE slots (id INT PRIMARY KEY, d DATE);";
 const EVENTS: &str = r#"
 key = ["id"]
@@ -388,15 +431,30 @@ async fn verify_completes_over_unreadable_values() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| format!("{}:{}", u["key"].as_str().unwrap(), u["column"].as_str().unwrap()))
+        .map(|u| {
+            format!(
+                "{}:{}",
+                u["key"].as_str().unwrap(),
+                u["column"].as_str().unwrap()
+            )
+        })
         .collect();
     cols.sort();
     assert_eq!(cols, ["21:d", "22:d", "23:t"], "{v}");
-    assert_eq!((&v["missing"], &v["differing"]), (&0.into(), &0.into()), "{v}\n{}", tail(&b.log(), 20));
+    assert_eq!(
+        (&v["missing"], &v["differing"]),
+        (&0.into(), &0.into()),
+        "{v}\n{}",
+        tail(&b.log(), 20)
+    );
     let s = json(&b, &["verify", "slots", "-o", "json"]);
     assert_eq!(s["unreadable_keys"][0]["column"], "d", "{s}");
     assert_eq!(s["unreadable_keys"][0]["endpoint"], "crm", "{s}");
-    assert_eq!((&s["differing"], &s["target_rows"]), (&0.into(), &3.into()), "{s}");
+    assert_eq!(
+        (&s["differing"], &s["target_rows"]),
+        (&0.into(), &3.into()),
+        "{s}"
+    );
 }
 
 // ---- item 8: resync filter, failing job, cancel ---------------------------------------------
@@ -421,20 +479,33 @@ async fn bad_resync_filter_is_refused_and_a_failing_job_fails_alone() {
     let mut b = Bridge::new("safety_resync", crm, ITEMS_ERP, &[("items", ITEMS)]).await;
     b.start_ready().await;
 
-    let (code, _, err) = run(&b, &["resync", "items", "--where", "bogus_col = 1", "--yes"]);
+    let (code, _, err) = run(
+        &b,
+        &["resync", "items", "--where", "bogus_col = 1", "--yes"],
+    );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("bogus_col"), "the database's reason: {err}");
     assert!(resync_job(&b).is_null(), "no job was stored");
 
     // Valid to plan, fails when run: the job fails alone.
-    let (code, _, err) = run(&b, &["resync", "items", "--where", "id / (id - id) = 1", "--yes"]);
+    let (code, _, err) = run(
+        &b,
+        &["resync", "items", "--where", "id / (id - id) = 1", "--yes"],
+    );
     assert_eq!(code, Some(0), "{err}");
-    wait_until("the job fails", LONG, || async { resync_job(&b)["state"] == "failed" }).await;
+    wait_until("the job fails", LONG, || async {
+        resync_job(&b)["state"] == "failed"
+    })
+    .await;
     let job = resync_job(&b);
-    assert!(job["error"].as_str().unwrap_or_default().contains("22012"), "{job}");
+    assert!(
+        job["error"].as_str().unwrap_or_default().contains("22012"),
+        "{job}"
+    );
     let status = json(&b, &["status", "-o", "json"]);
     assert_eq!(status["flows"][0]["state"], "streaming", "{status}");
-    b.crm_exec("UPDATE items SET name = 'after the failure' WHERE id = 1").await;
+    b.crm_exec("UPDATE items SET name = 'after the failure' WHERE id = 1")
+        .await;
     wait_rows("a change made after the failure", 1, || {
         b.erp_rows("SELECT id FROM items WHERE name = 'after the failure'")
     })
@@ -450,8 +521,12 @@ async fn bad_resync_filter_is_refused_and_a_failing_job_fails_alone() {
     let rows = job["rows"].as_u64().unwrap();
     assert!(rows < 300_000, "{job}");
     // Cancelled means no more chunks: the count stays (checked after a later stream change).
-    b.crm_exec("UPDATE items SET name = 'later' WHERE id = 2").await;
-    wait_rows("a later change", 1, || b.erp_rows("SELECT id FROM items WHERE name = 'later'")).await;
+    b.crm_exec("UPDATE items SET name = 'later' WHERE id = 2")
+        .await;
+    wait_rows("a later change", 1, || {
+        b.erp_rows("SELECT id FROM items WHERE name = 'later'")
+    })
+    .await;
     assert_eq!(resync_job(&b)["rows"].as_u64(), Some(rows));
     let (code, _, _) = run(&b, &["resync", "cancel", "items", "--yes"]);
     assert_eq!(code, Some(2), "nothing left to cancel");
