@@ -215,6 +215,37 @@ async fn repair_deletes_nothing_a_mapping_does_not_own() {
     );
 }
 
+/// Item 1 exactly as seen: the demo schemas with the shipped mappings, two CRM companies and no
+/// invoices. `invoice_company` (`write = "update"`) used to report the 2 companies as extra and
+/// `--repair --yes` deleted them; now it reports none and the companies stay, column by column.
+/// `company_customer` (timestamptz -> DATETIME(6), numeric -> DECIMAL(21,9), boolean ->
+/// TINYINT(1)) verifies in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_repair_through_invoice_company_deletes_no_company() {
+    let mut b = crate::flows::demo_bridge("safety_demo").await;
+    b.start_ready().await;
+    b.crm_exec(
+        "INSERT INTO companies (name, domain, industry, annual_revenue, employees, is_customer, notes)
+         VALUES ('  Acme GmbH ', 'ACME.example', 'Manufacturing', 1250000.5000, 120, true, 'Key account'),
+                ('Globex Ltd', 'globex.example', 'Energy', 830000.0000, 45, false, NULL)",
+    )
+    .await;
+    wait_rows("ERP customers", 2, || b.erp_rows("SELECT id FROM customers")).await;
+    let companies = "SELECT * FROM companies ORDER BY name";
+    let before = b.crm_rows(companies).await;
+
+    let v = json(&b, &["verify", "invoice_company", "-o", "json"]);
+    assert_eq!((&v["extra"], &v["not_owned"]), (&0.into(), &2.into()), "{v}");
+    assert_eq!(v["in_sync"], true, "{v}");
+    let r = json(&b, &["verify", "invoice_company", "--repair", "--yes", "-o", "json"]);
+    assert_eq!(r["repaired"], serde_json::json!({"written": 0, "deleted": 0}), "{r}");
+    assert_eq!(b.crm_rows(companies).await, before, "companies changed by the repair");
+
+    let c = json(&b, &["verify", "company_customer", "-o", "json"]);
+    assert_eq!(c["in_sync"], true, "{c}");
+    assert_eq!(c["target_rows"], 2, "{c}");
+}
+
 // ---- item 1: the plan, dry run and the mass-delete refusal ----------------------------------
 
 const ITEMS_CRM: &str = "CREATE TABLE items (id integer PRIMARY KEY, name text);";
