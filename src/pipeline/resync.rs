@@ -424,7 +424,8 @@ impl Applier {
                     filter: None,
                     limit: keys.len(),
                 })
-                .await?;
+                .await
+                .map_err(|e| refused_read(name, e))?;
             written += rows.len() as u64;
             self.copy_rows(&mapping, &schema, rows, sink).await?;
         }
@@ -442,7 +443,8 @@ impl Applier {
                     filter: None,
                     limit: keys.len(),
                 })
-                .await?;
+                .await
+                .map_err(|e| refused_read(name, e))?;
             let found: std::collections::HashSet<String> =
                 found.iter().map(|r| key_text(r)).collect();
             absent.extend(
@@ -723,6 +725,18 @@ fn job_reason(e: &Error) -> String {
         }
     }
     e.to_string()
+}
+
+/// A repair's source read that failed for a reason other than a transient one: the operator's
+/// command is refused (the flow goes on); a transient error is the flow's to retry.
+fn refused_read(mapping: &str, e: Error) -> Error {
+    match e.class() {
+        crate::error::ErrorClass::Transient => e,
+        _ => Error::Usage(format!(
+            "repair of {mapping} stopped: reading its source: {}",
+            job_reason(&e)
+        )),
+    }
 }
 
 /// Cancel the unfinished resync of `mapping`: it ends as `cancelled` (rows already copied

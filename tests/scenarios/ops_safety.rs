@@ -230,16 +230,41 @@ async fn demo_repair_through_invoice_company_deletes_no_company() {
                 ('Globex Ltd', 'globex.example', 'Energy', 830000.0000, 45, false, NULL)",
     )
     .await;
-    wait_rows("ERP customers", 2, || b.erp_rows("SELECT id FROM customers")).await;
+    wait_rows("ERP customers", 2, || {
+        b.erp_rows("SELECT id FROM customers")
+    })
+    .await;
     let companies = "SELECT * FROM companies ORDER BY name";
     let before = b.crm_rows(companies).await;
 
     let v = json(&b, &["verify", "invoice_company", "-o", "json"]);
-    assert_eq!((&v["extra"], &v["not_owned"]), (&0.into(), &2.into()), "{v}");
+    assert_eq!(
+        (&v["extra"], &v["not_owned"]),
+        (&0.into(), &2.into()),
+        "{v}"
+    );
     assert_eq!(v["in_sync"], true, "{v}");
-    let r = json(&b, &["verify", "invoice_company", "--repair", "--yes", "-o", "json"]);
-    assert_eq!(r["repaired"], serde_json::json!({"written": 0, "deleted": 0}), "{r}");
-    assert_eq!(b.crm_rows(companies).await, before, "companies changed by the repair");
+    let r = json(
+        &b,
+        &[
+            "verify",
+            "invoice_company",
+            "--repair",
+            "--yes",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(
+        r["repaired"],
+        serde_json::json!({"written": 0, "deleted": 0}),
+        "{r}"
+    );
+    assert_eq!(
+        b.crm_rows(companies).await,
+        before,
+        "companies changed by the repair"
+    );
 
     let c = json(&b, &["verify", "company_customer", "-o", "json"]);
     assert_eq!(c["in_sync"], true, "{c}");
@@ -516,6 +541,22 @@ async fn bad_resync_filter_is_refused_and_a_failing_job_fails_alone() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("bogus_col"), "the database's reason: {err}");
+    // A second statement is refused too, and runs nowhere.
+    let (code, _, err) = run(
+        &b,
+        &[
+            "resync",
+            "items",
+            "--where",
+            "true; DROP TABLE items",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        b.crm_rows("SELECT count(*) FROM items").await[0][0].as_deref(),
+        Some("300000")
+    );
     assert!(resync_job(&b).is_null(), "no job was stored");
 
     // Valid to plan, fails when run: the job fails alone.
