@@ -102,3 +102,85 @@ impl Drift {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::Value;
+
+    const CONFIG: &str = r#"
+[store]
+path = "state"
+[endpoints.crm]
+kind = "postgres"
+host = "127.0.0.1"
+user = "rowbridge"
+database = "crm"
+[endpoints.erp]
+kind = "mysql"
+host = "127.0.0.1"
+user = "rowbridge"
+database = "erp"
+"#;
+
+    fn mapping(name: &str, extra: &str) -> Arc<Mapping> {
+        let config: crate::config::Config = toml::from_str(CONFIG).unwrap();
+        let text = format!(
+            "key = [\"id\"]\n{extra}\n[source]\nendpoint = \"crm\"\ntable = \"t\"\n\
+             [target]\nendpoint = \"erp\"\ntable = \"t\"\n[columns]\nid = \"id\"\nname = \"name\"\n"
+        );
+        let text = match extra.contains("[match]") || extra.contains("[filter]") {
+            // Tables go after the top-level keys.
+            true => text.replacen(extra, "", 1) + extra,
+            false => text,
+        };
+        Arc::new(
+            Mappings::parse_one(Path::new(&format!("mappings/{name}.toml")), &text, &config)
+                .unwrap(),
+        )
+    }
+
+    use crate::mapping::Mappings;
+
+    #[test]
+    fn only_a_plain_creating_mapping_owns_its_rows() {
+        let plain = mapping("plain", "");
+        assert_eq!(not_owner(&plain, std::slice::from_ref(&plain)), None);
+        for (extra, needle) in [
+            ("write = \"update\"", "update"),
+            ("on_delete = \"ignore\"", "ignore"),
+            (
+                "on_delete = { set = \"deleted\", value = 1 }",
+                "soft delete",
+            ),
+            ("[filter]\nname = \"x\"", "filter"),
+            ("[match]\non = [\"name\"]", "match"),
+        ] {
+            let m = mapping("m", extra);
+            let why = not_owner(&m, std::slice::from_ref(&m)).unwrap_or_default();
+            assert!(why.contains(needle), "{extra}: {why:?}");
+        }
+        // Another mapping creating rows in the same table.
+        let other = mapping("other", "");
+        let why = not_owner(&plain, &[plain.clone(), other]).unwrap_or_default();
+        assert!(why.contains("'other'"), "{why}");
+    }
+
+    #[test]
+    fn more_than_a_tenth_deleted_is_a_mass_delete() {
+        let key = |i: i64| vec![Value::Int(i)];
+        let mut d = Drift {
+            target_rows: 100,
+            extra: (0..10).map(key).collect(),
+            ..Drift::default()
+        };
+        assert!(!d.mass_delete(), "10 of 100 is allowed");
+        d.extra.push(key(11));
+        assert!(d.mass_delete(), "11 of 100 is not");
+        assert_eq!(d.plan()["delete_extra"], 11);
+        assert_eq!(d.plan()["mass_delete"], true);
+    }
+}
