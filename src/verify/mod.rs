@@ -178,6 +178,71 @@ fn held_keys(store: &Store, mapping: &Mapping) -> Result<HashSet<String>> {
     Ok(held)
 }
 
+/// The source side of one verify: the mapping bound to the rows as read.
+struct SourceSide<'a> {
+    mapping: &'a Mapping,
+    bound: BoundMapping,
+    schema: Arc<TableSchema>,
+    columns: Vec<String>,
+    /// Source keys held in the dead-letter queue.
+    held: HashSet<String>,
+    keys: StoreKeys<'a>,
+}
+
+impl SourceSide<'_> {
+    /// Map one source row as read into `expected` (by target key), or record why not.
+    fn take(
+        &self,
+        row: Vec<Cell>,
+        expected: &mut HashMap<String, Expected>,
+        drift: &mut Drift,
+    ) -> Result<()> {
+        let nkey = self.mapping.key.len();
+        drift.source_rows += 1;
+        let source_key = readable_key(&row[..nkey]).ok_or_else(|| unreadable_key(self.mapping))?;
+        let skip = if let Some(i) = row.iter().position(Result::is_err) {
+            drift.unreadable.push(Unreadable {
+                key: key_text(&source_key),
+                endpoint: self.mapping.source.endpoint.clone(),
+                column: self.columns[i].clone(),
+            });
+            true
+        } else if self.held.contains(&key_text(&source_key)) {
+            drift.held.push(source_key.clone());
+            true
+        } else {
+            false
+        };
+        let row: Vec<Value> = row.into_iter().map(|c| c.unwrap_or(Value::Null)).collect();
+        let ops = match map_row(&self.bound, &self.schema, row, &self.keys) {
+            Ok(Some(ops)) => ops,
+            // A row not compared needs no reason why it cannot be mapped.
+            Ok(None) | Err(_) if skip => return Ok(()),
+            Ok(None) => {
+                drift.unmapped += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let target = &self.bound.target;
+        for op in ops {
+            if let TargetOp::Upsert { row, .. } = op {
+                let key: Vec<Value> = target
+                    .key
+                    .iter()
+                    .map(|&i| row[i].clone().unwrap_or(Value::Null))
+                    .collect();
+                let entry = match skip {
+                    true => Expected::Skip,
+                    false => Expected::Row(row, source_key.clone()),
+                };
+                expected.insert(key_text(&key), entry);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Read the source and map each row: target key -> what the target row should hold.
 async fn read_source(
     config: &Config,
@@ -187,11 +252,14 @@ async fn read_source(
 ) -> Result<(HashMap<String, Expected>, Arc<TargetTable>)> {
     let columns = source_columns(mapping);
     let schema = Arc::new(read_schema(mapping, &columns));
-    let bound = BoundMapping::bind(mapping.clone(), schema.clone())?;
-    let target = bound.target.clone();
-    let keys = StoreKeys(store);
-    let held = held_keys(store, mapping)?;
-    let nkey = mapping.key.len();
+    let side = SourceSide {
+        mapping,
+        bound: BoundMapping::bind(mapping.clone(), schema.clone())?,
+        schema,
+        held: held_keys(store, mapping)?,
+        keys: StoreKeys(store),
+        columns,
+    };
     let mut expected = HashMap::new();
     let mut reader = SourceReader::connect(config, &mapping.source.endpoint).await?;
     let mut after: Option<Vec<Value>> = None;
@@ -200,7 +268,7 @@ async fn read_source(
             .chunk_cells(Read {
                 table: &mapping.source,
                 key: &mapping.key,
-                columns: &columns,
+                columns: &side.columns,
                 after: after.as_deref(),
                 keys: None,
                 filter: None,
@@ -208,60 +276,18 @@ async fn read_source(
             })
             .await?;
         let n = rows.len();
-        after = match rows.last() {
-            Some(r) => Some(readable_key(&r[..nkey]).ok_or_else(|| unreadable_key(mapping))?),
-            None => None,
-        };
+        if let Some(r) = rows.last() {
+            let last = readable_key(&r[..mapping.key.len()]);
+            after = Some(last.ok_or_else(|| unreadable_key(mapping))?);
+        }
         for row in rows {
-            drift.source_rows += 1;
-            let source_key = readable_key(&row[..nkey]).ok_or_else(|| unreadable_key(mapping))?;
-            let bad = row.iter().position(Result::is_err);
-            let skip = if let Some(i) = bad {
-                drift.unreadable.push(Unreadable {
-                    key: key_text(&source_key),
-                    endpoint: mapping.source.endpoint.clone(),
-                    column: columns[i].clone(),
-                });
-                true
-            } else if held.contains(&key_text(&source_key)) {
-                drift.held.push(source_key.clone());
-                true
-            } else {
-                false
-            };
-            let row: Vec<Value> = row.into_iter().map(|c| c.unwrap_or(Value::Null)).collect();
-            let ops = match map_row(&bound, &schema, row, &keys) {
-                Ok(Some(ops)) => ops,
-                Ok(None) if skip => continue,
-                Ok(None) => {
-                    drift.unmapped += 1;
-                    continue;
-                }
-                Err(_) if skip => continue,
-                Err(e) => return Err(e),
-            };
-            for op in ops {
-                if let TargetOp::Upsert { row, .. } = op {
-                    let tkey = key_text(
-                        &target
-                            .key
-                            .iter()
-                            .map(|&i| row[i].clone().unwrap_or(Value::Null))
-                            .collect::<Vec<_>>(),
-                    );
-                    let entry = match skip {
-                        true => Expected::Skip,
-                        false => Expected::Row(row, source_key.clone()),
-                    };
-                    expected.insert(tkey, entry);
-                }
-            }
+            side.take(row, &mut expected, drift)?;
         }
         if n < CHUNK_ROWS {
             break;
         }
     }
-    Ok((expected, target))
+    Ok((expected, side.bound.target.clone()))
 }
 
 fn readable_key(cells: &[Cell]) -> Option<Vec<Value>> {
@@ -297,6 +323,34 @@ fn map_row(
     }
 }
 
+/// The target columns read: the key first, then the rest; `at[i]` is where target column `i`
+/// is in a read row.
+struct Layout {
+    columns: Vec<String>,
+    key: Vec<String>,
+    at: Vec<usize>,
+}
+
+impl Layout {
+    fn of(target: &TargetTable) -> Layout {
+        let rest = (0..target.columns.len()).filter(|i| !target.key.contains(i));
+        let order: Vec<usize> = target.key.iter().copied().chain(rest).collect();
+        let mut at = vec![0; target.columns.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            at[i] = pos;
+        }
+        Layout {
+            columns: order.iter().map(|&i| target.columns[i].clone()).collect(),
+            key: target
+                .key
+                .iter()
+                .map(|&i| target.columns[i].clone())
+                .collect(),
+            at,
+        }
+    }
+}
+
 /// Read the target by key ranges (only the columns the mapping writes) and compare.
 async fn compare_target(
     config: &Config,
@@ -310,29 +364,20 @@ async fn compare_target(
         table: target.name.clone(),
         line: 0,
     };
-    let mut tcols: Vec<String> = target
-        .key
-        .iter()
-        .map(|&i| target.columns[i].clone())
-        .collect();
-    let tkey = tcols.clone();
-    let rest: Vec<usize> = (0..target.columns.len())
-        .filter(|i| !target.key.contains(i))
-        .collect();
-    tcols.extend(rest.iter().map(|&i| target.columns[i].clone()));
-    // Position of each target column in the read row.
-    let mut at = vec![0; target.columns.len()];
-    for (pos, &i) in target.key.iter().chain(rest.iter()).enumerate() {
-        at[i] = pos;
-    }
+    let layout = Layout::of(target);
+    let unreadable = || {
+        Error::Usage(format!(
+            "a key value of {tref} cannot be read; verify needs readable keys"
+        ))
+    };
     let mut reader = SourceReader::connect(config, &target.endpoint).await?;
     let mut after: Option<Vec<Value>> = None;
     loop {
         let rows = reader
             .chunk_cells(Read {
                 table: &tref,
-                key: &tkey,
-                columns: &tcols,
+                key: &layout.key,
+                columns: &layout.columns,
                 after: after.as_deref(),
                 keys: None,
                 filter: None,
@@ -340,46 +385,17 @@ async fn compare_target(
             })
             .await?;
         let n = rows.len();
-        let unreadable = || {
-            Error::Usage(format!(
-                "a key value of {tref} cannot be read; verify needs readable keys"
-            ))
-        };
-        after = match rows.last() {
-            Some(r) => Some(readable_key(&r[..tkey.len()]).ok_or_else(unreadable)?),
-            None => None,
-        };
+        if let Some(r) = rows.last() {
+            after = Some(readable_key(&r[..layout.key.len()]).ok_or_else(unreadable)?);
+        }
         for read in rows {
-            let key = readable_key(&read[..tkey.len()]).ok_or_else(unreadable)?;
+            let key = readable_key(&read[..layout.key.len()]).ok_or_else(unreadable)?;
             if key.iter().any(Value::is_null) {
                 continue;
             }
             drift.target_rows += 1;
             let wanted = expected.remove(&key_text(&key));
-            let bad = read.iter().position(Result::is_err);
-            match (wanted, bad) {
-                (Some(Expected::Skip), _) => {}
-                (_, Some(pos)) => drift.unreadable.push(Unreadable {
-                    key: key_text(&key),
-                    endpoint: target.endpoint.clone(),
-                    column: tcols[pos].clone(),
-                }),
-                (None, None) if drift.not_owner.is_some() => drift.not_owned += 1,
-                (None, None) => drift.extra.push(key),
-                (Some(Expected::Row(want, source_key)), None) => {
-                    let differs = (0..target.columns.len()).any(|i| {
-                        let Some(w) = &want[i] else { return false };
-                        if target.insert_only.contains(&i) {
-                            return false;
-                        }
-                        let held = read[at[i]].as_ref().expect("readable");
-                        !compare::same(w, held)
-                    });
-                    if differs {
-                        drift.differing.push(source_key);
-                    }
-                }
-            }
+            compare_row(target, &layout, key, wanted, &read, drift);
         }
         if n < CHUNK_ROWS {
             break;
@@ -396,4 +412,40 @@ async fn compare_target(
     }
     drift.missing.sort_by_key(|k| key_text(k));
     Ok(())
+}
+
+/// One target row (`read`, in `layout` order) against what the mapping would write there.
+fn compare_row(
+    target: &TargetTable,
+    layout: &Layout,
+    key: Vec<Value>,
+    wanted: Option<Expected>,
+    read: &[Cell],
+    drift: &mut Drift,
+) {
+    let bad = read.iter().position(Result::is_err);
+    match (wanted, bad) {
+        (Some(Expected::Skip), _) => {}
+        (_, Some(pos)) => drift.unreadable.push(Unreadable {
+            key: key_text(&key),
+            endpoint: target.endpoint.clone(),
+            column: layout.columns[pos].clone(),
+        }),
+        (None, None) if drift.not_owner.is_some() => drift.not_owned += 1,
+        (None, None) => drift.extra.push(key),
+        (Some(Expected::Row(want, source_key)), None) => {
+            // Only the columns this mapping writes on an update (not those it writes on insert
+            // only, nor those it leaves out of this row).
+            let differs = (0..target.columns.len()).any(|i| match &want[i] {
+                Some(w) if !target.insert_only.contains(&i) => match &read[layout.at[i]] {
+                    Ok(held) => !compare::same(w, held),
+                    Err(_) => true,
+                },
+                _ => false,
+            });
+            if differs {
+                drift.differing.push(source_key);
+            }
+        }
+    }
 }
