@@ -74,6 +74,13 @@ pub enum Request {
     Verify {
         mapping: String,
         repair: bool,
+        /// With `repair`: report the plan, change nothing.
+        #[serde(default)]
+        dry_run: bool,
+        /// With `repair`: carry out a plan that deletes more than `MASS_DELETE_SHARE` of
+        /// the target's rows.
+        #[serde(default)]
+        allow_mass_delete: bool,
         actor: String,
     },
     /// Copy a mapping's source rows to the target while streaming continues.
@@ -86,6 +93,22 @@ pub enum Request {
         restart: bool,
         dry_run: bool,
         actor: String,
+    },
+    /// Cancel a mapping's unfinished resync (rows already copied stay).
+    ResyncCancel {
+        mapping: String,
+        dry_run: bool,
+        actor: String,
+    },
+}
+
+/// What `verify` does after comparing.
+#[derive(Debug, Clone, Copy)]
+enum Repair {
+    /// Report the plan only.
+    DryRun,
+    Apply {
+        allow_mass_delete: bool,
     },
 }
 
@@ -153,8 +176,17 @@ impl Admin {
             Request::Verify {
                 mapping,
                 repair,
+                dry_run,
+                allow_mass_delete,
                 actor,
-            } => self.verify(&mapping, repair, &actor).await,
+            } => {
+                let repair = match (repair, dry_run) {
+                    (false, _) => None,
+                    (true, true) => Some(Repair::DryRun),
+                    (true, false) => Some(Repair::Apply { allow_mass_delete }),
+                };
+                self.verify(&mapping, repair, &actor).await
+            }
             Request::Resync {
                 mapping,
                 filter,
@@ -166,6 +198,11 @@ impl Admin {
                 self.resync(&mapping, filter, keys, restart, dry_run, &actor)
                     .await
             }
+            Request::ResyncCancel {
+                mapping,
+                dry_run,
+                actor,
+            } => self.resync_cancel(&mapping, dry_run, &actor).await,
             Request::Audit => Ok(Json::Array(
                 self.store
                     .audit_log()?
@@ -296,8 +333,16 @@ impl Admin {
                         }
                         _ => None,
                     };
+                    let end = self.store.resync_end(&j.mapping).ok().flatten();
+                    let state = match (&end, j.done) {
+                        (Some(e), _) => e.state.clone(),
+                        (None, true) => "done".to_string(),
+                        (None, false) => "running".to_string(),
+                    };
                     json!({
-                        "mapping": j.mapping, "rows": j.rows, "total": j.total, "done": j.done,
+                        "mapping": j.mapping, "rows": j.rows, "total": j.total,
+                        "done": state == "done", "state": state, "error": end.as_ref().filter(|e| e.state == "failed").map(|e| e.reason.clone()),
+                        "where": j.filter,
                         "rows_per_second": rate.round(), "eta_seconds": eta,
                         "started_us": j.started_us, "updated_us": j.updated_us,
                         "idle_seconds": ((now - j.updated_us) as f64 / 1e6).round(),
@@ -500,51 +545,75 @@ impl Admin {
         Ok(change)
     }
 
-    async fn verify(&self, name: &str, repair: bool, actor: &str) -> Result<Json> {
+    async fn verify(&self, name: &str, repair: Option<Repair>, actor: &str) -> Result<Json> {
         let m = self
             .hub
             .mapping(name)
             .ok_or_else(|| Error::Usage(format!("no mapping '{name}'")))?
             .clone();
         let flow = crate::pipeline::flow_name(&m.source.endpoint, &m.target.endpoint);
-        if repair {
+        if matches!(repair, Some(Repair::Apply { .. })) {
             // Checked first: a repair needs the flow, and verify alone can take a while.
             self.board("verify --repair")?;
         }
-        let drift = crate::verify::verify(&self.config, &m, &self.store).await?;
+        let drift =
+            crate::verify::verify(&self.config, &m, self.hub.mappings(), &self.store).await?;
         let mut report = drift.to_json(name);
-        if repair {
-            let mut source_keys = drift.missing.clone();
-            source_keys.extend(drift.differing.iter().cloned());
-            let ctl = self
-                .board("verify --repair")?
-                .control(&flow)
-                .ok_or_else(|| Error::Unreachable(format!("flow {flow} is not running")))?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            ctl.send(crate::board::Control::Repair {
-                mapping: name.to_string(),
-                source_keys,
-                extra_keys: drift.extra.clone(),
-                reply: tx,
-            })
-            .await
-            .map_err(|_| Error::Unreachable(format!("flow {flow} is restarting; try again")))?;
-            let (written, deleted) = rx.await.map_err(|_| {
-                Error::Unreachable(format!("flow {flow} stopped during the repair"))
-            })??;
-            report["repaired"] = json!({"written": written, "deleted": deleted});
-            self.store.audit(AuditEntry::new(
-                actor,
-                "verify repair",
-                format!(
-                    "{name}: {} missing, {} differing, {} extra; {written} rows written, {deleted} deleted",
-                    drift.missing.len(),
-                    drift.differing.len(),
-                    drift.extra.len()
-                ),
-            ))?;
-            self.store.flush()?;
+        let allow_mass_delete = match repair {
+            None => return Ok(report),
+            Some(Repair::DryRun) => {
+                report["dry_run"] = json!(true);
+                return Ok(report);
+            }
+            Some(Repair::Apply { allow_mass_delete }) => allow_mass_delete,
+        };
+        let plan = format!(
+            "{} missing to write, {} differing to rewrite, {} extra to delete",
+            drift.missing.len(),
+            drift.differing.len(),
+            drift.extra.len()
+        );
+        if drift.mass_delete() && !allow_mass_delete {
+            return Err(Error::Usage(format!(
+                "{name}: repair refused: the plan ({plan}) deletes {} of {} target rows, more than {:.0} %; \
+                 check it with --dry-run and add --allow-mass-delete if it is right",
+                drift.extra.len(),
+                drift.target_rows,
+                crate::verify::MASS_DELETE_SHARE * 100.0
+            )));
         }
+        let mut source_keys = drift.missing.clone();
+        source_keys.extend(drift.differing.iter().cloned());
+        let ctl = self
+            .board("verify --repair")?
+            .control(&flow)
+            .ok_or_else(|| Error::Unreachable(format!("flow {flow} is not running")))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ctl.send(crate::board::Control::Repair {
+            mapping: name.to_string(),
+            source_keys,
+            extra_keys: drift.extra.clone(),
+            reply: tx,
+        })
+        .await
+        .map_err(|_| Error::Unreachable(format!("flow {flow} is restarting; try again")))?;
+        let (written, deleted) = rx
+            .await
+            .map_err(|_| Error::Unreachable(format!("flow {flow} stopped during the repair")))??;
+        report["repaired"] = json!({"written": written, "deleted": deleted});
+        self.store.audit(AuditEntry::new(
+            actor,
+            "verify repair",
+            format!(
+                "{name}: plan {plan}{}; {written} rows written, {deleted} deleted",
+                if allow_mass_delete {
+                    " (mass delete allowed)"
+                } else {
+                    ""
+                }
+            ),
+        ))?;
+        self.store.flush()?;
         Ok(report)
     }
 
@@ -599,6 +668,10 @@ impl Admin {
                 Some(parsed)
             }
         };
+        if let Some(filter) = &filter {
+            // Refused now, with the database's reason, rather than failing the job later.
+            crate::pipeline::resync::check_filter(&self.config, m, filter).await?;
+        }
         let now = chrono::Utc::now().timestamp_micros();
         let job = crate::store::ResyncJob {
             mapping: mapping.to_string(),
@@ -617,7 +690,7 @@ impl Admin {
         if dry_run {
             return Ok(json!({"dry_run": true, "resync": view}));
         }
-        self.store.put_resync(&job)?;
+        self.store.start_resync(&job)?;
         self.store.audit(AuditEntry::new(
             actor,
             "resync",
@@ -640,6 +713,49 @@ impl Admin {
             }
         }
         Ok(json!({"started": view, "running": self.board.is_some()}))
+    }
+
+    async fn resync_cancel(&self, mapping: &str, dry_run: bool, actor: &str) -> Result<Json> {
+        let m = self
+            .hub
+            .mapping(mapping)
+            .ok_or_else(|| Error::Usage(format!("no mapping '{mapping}'")))?;
+        let flow = crate::pipeline::flow_name(&m.source.endpoint, &m.target.endpoint);
+        let job = self
+            .store
+            .resync_jobs()?
+            .into_iter()
+            .find(|j| j.mapping == mapping && !j.done)
+            .ok_or_else(|| Error::Usage(format!("no resync of {mapping} is under way")))?;
+        let view = json!({"mapping": mapping, "flow": flow, "rows": job.rows, "total": job.total});
+        if dry_run {
+            return Ok(json!({"dry_run": true, "would_cancel": view}));
+        }
+        let job = match self.board.as_ref().and_then(|b| b.control(&flow)) {
+            // The flow ends it between two chunks, so no chunk stores progress over it.
+            Some(ctl) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                ctl.send(crate::board::Control::ResyncCancel {
+                    mapping: mapping.to_string(),
+                    actor: actor.to_string(),
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| Error::Unreachable(format!("flow {flow} is restarting; try again")))?;
+                rx.await
+                    .map_err(|_| Error::Unreachable(format!("flow {flow} stopped meanwhile")))??
+            }
+            None => crate::pipeline::resync::cancel(&self.store, mapping, actor)?,
+        };
+        self.store.audit(AuditEntry::new(
+            actor,
+            "resync cancel",
+            format!("{mapping} ({flow}): {} rows copied", job.rows),
+        ))?;
+        self.store.flush()?;
+        Ok(
+            json!({"cancelled": {"mapping": mapping, "flow": flow, "rows": job.rows, "total": job.total}}),
+        )
     }
 
     fn find(&self, id: u64) -> Result<Conflict> {

@@ -63,6 +63,12 @@ pub enum Control {
     },
     /// A resync job was stored for this flow.
     Resync,
+    /// Cancel the unfinished resync of this mapping, between chunks. Replies the job.
+    ResyncCancel {
+        mapping: String,
+        actor: String,
+        reply: oneshot::Sender<crate::error::Result<crate::store::ResyncJob>>,
+    },
     /// Re-copy these source rows (keys) of a mapping and delete these target rows (keys):
     /// what verify found drifted. Replies (rows written, rows deleted).
     Repair {

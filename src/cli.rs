@@ -69,20 +69,32 @@ pub enum Command {
         output: Output,
     },
     /// Compare a mapping's two sides by key ranges: missing, extra and differing keys.
-    /// `--repair` (daemon running) re-copies the drifted rows and deletes the extra ones.
+    /// `--repair` (daemon running) prints its plan, re-copies the drifted rows and deletes
+    /// the extra ones (only of a mapping that owns its target rows; see docs/ops.md).
     Verify {
         mapping: String,
         #[arg(long)]
         repair: bool,
         #[arg(long)]
         yes: bool,
+        /// With --repair: print the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --repair: allow a plan that deletes more than 10 % of the target's rows.
+        #[arg(long)]
+        allow_mass_delete: bool,
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// Copy a mapping's source rows to the target while streaming continues (online, chunked
     /// by key, resumable); also the first load of a new mapping. Progress: `status`.
+    /// `resync cancel MAPPING` ends an unfinished one.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Resync {
-        mapping: String,
+        #[arg(required = true)]
+        mapping: Option<String>,
+        #[command(subcommand)]
+        action: Option<ResyncAction>,
         /// Only source rows matching this SQL condition.
         #[arg(long = "where")]
         filter: Option<String>,
@@ -118,6 +130,20 @@ pub enum Command {
     Conflicts {
         #[command(subcommand)]
         action: ConflictsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResyncAction {
+    /// End a mapping's unfinished resync between two chunks (rows already copied stay).
+    Cancel {
+        mapping: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -350,50 +376,51 @@ async fn dispatch(args: Args) -> Result<i32> {
             mapping,
             repair,
             yes,
+            dry_run,
+            allow_mass_delete,
             output,
         } => {
             if repair {
-                confirm(yes, false, "verify --repair writes to the target")?;
+                confirm(yes, dry_run, "verify --repair writes to the target")?;
             }
             let req = crate::admin::Request::Verify {
                 mapping,
                 repair,
+                dry_run,
+                allow_mass_delete,
                 actor: actor(),
             };
             let reply = admin_request(&config, req).await?;
-            print_reply(output, &reply, |v| {
-                println!(
-                    "{}: {} source rows, {} target rows: {} missing, {} differing, {} extra{}",
-                    v["mapping"].as_str().unwrap_or_default(),
-                    v["source_rows"],
-                    v["target_rows"],
-                    v["missing"],
-                    v["differing"],
-                    v["extra"],
-                    if v["unmapped"].as_u64().unwrap_or(0) > 0 {
-                        format!(", {} rows the mapping cannot write", v["unmapped"])
-                    } else {
-                        String::new()
-                    }
-                );
-                for kind in ["missing", "differing", "extra"] {
-                    for k in v[format!("{kind}_keys")].as_array().into_iter().flatten() {
-                        println!("  {kind:<9} {}", k.as_str().unwrap_or_default());
-                    }
-                }
-                if let Some(r) = v.get("repaired") {
-                    println!(
-                        "repaired: {} rows written, {} deleted",
-                        r["written"], r["deleted"]
-                    );
-                }
-            });
+            print_reply(output, &reply, |v| print_verify(v, repair));
             // Drift found and not repaired: exit 1, for scripts.
             let clean = reply["in_sync"].as_bool() == Some(true) || reply.get("repaired").is_some();
             Ok(if clean { 0 } else { 1 })
         }
         Command::Resync {
+            action:
+                Some(ResyncAction::Cancel {
+                    mapping,
+                    yes,
+                    dry_run,
+                    output,
+                }),
+            ..
+        } => {
+            confirm(yes, dry_run, "resync cancel stops the copy")?;
+            let req = crate::admin::Request::ResyncCancel {
+                mapping,
+                dry_run,
+                actor: actor(),
+            };
+            let reply = admin_request(&config, req).await?;
+            print_reply(output, &reply, |v| {
+                println!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
+            });
+            Ok(0)
+        }
+        Command::Resync {
             mapping,
+            action: None,
             filter,
             keys,
             restart,
@@ -403,7 +430,7 @@ async fn dispatch(args: Args) -> Result<i32> {
         } => {
             confirm(yes, dry_run, "resync writes every source row to the target")?;
             let req = crate::admin::Request::Resync {
-                mapping,
+                mapping: mapping.ok_or_else(|| Error::Usage("name the mapping".into()))?,
                 filter,
                 keys,
                 restart,
@@ -605,17 +632,17 @@ fn print_status(v: &serde_json::Value) {
     for f in v["flows"].as_array().into_iter().flatten() {
         for r in f["resync"].as_array().into_iter().flatten() {
             println!(
-                "resync {:<24} {:<10} {}/{} rows, {} rows/s, eta {} s",
+                "resync {:<24} {:<10} {}/{} rows, {} rows/s, eta {} s{}",
                 r["mapping"].as_str().unwrap_or_default(),
-                if r["done"].as_bool() == Some(true) {
-                    "done"
-                } else {
-                    "running"
-                },
+                r["state"].as_str().unwrap_or_default(),
                 r["rows"],
                 r["total"],
                 r["rows_per_second"],
-                r["eta_seconds"]
+                r["eta_seconds"],
+                r["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -834,4 +861,66 @@ async fn watch_signals(shutdown: CancellationToken) {
     }
     tracing::info!("shutdown requested");
     shutdown.cancel();
+}
+
+/// verify's report as text: the counts, the keys, the plan (with `--repair`) and its outcome.
+fn print_verify(v: &serde_json::Value, repair: bool) {
+    println!(
+        "{}: {} source rows, {} target rows: {} missing, {} differing, {} extra{}",
+        v["mapping"].as_str().unwrap_or_default(),
+        v["source_rows"],
+        v["target_rows"],
+        v["missing"],
+        v["differing"],
+        v["extra"],
+        if v["unmapped"].as_u64().unwrap_or(0) > 0 {
+            format!(", {} rows the mapping cannot write", v["unmapped"])
+        } else {
+            String::new()
+        }
+    );
+    if v["dead_letters"].as_u64().unwrap_or(0) > 0 {
+        println!("held in the dead-letter queue: {}", v["dead_letters"]);
+    }
+    for kind in ["missing", "differing", "extra", "dead_letter"] {
+        for k in v[format!("{kind}_keys")].as_array().into_iter().flatten() {
+            println!("  {kind:<11} {}", k.as_str().unwrap_or_default());
+        }
+    }
+    for u in v["unreadable_keys"].as_array().into_iter().flatten() {
+        println!(
+            "  unreadable  {} ({}): column {}",
+            u["key"].as_str().unwrap_or_default(),
+            u["endpoint"].as_str().unwrap_or_default(),
+            u["column"].as_str().unwrap_or_default()
+        );
+    }
+    if repair {
+        let p = &v["plan"];
+        println!(
+            "plan: {} missing to write, {} differing to rewrite, {} extra to delete{}",
+            p["write_missing"],
+            p["rewrite_differing"],
+            p["delete_extra"],
+            if v["dry_run"] == true {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            }
+        );
+        for a in p["left_alone"].as_array().into_iter().flatten() {
+            println!(
+                "  left alone: {} {} rows: {}",
+                a["rows"],
+                a["kind"].as_str().unwrap_or_default(),
+                a["why"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    if let Some(r) = v.get("repaired") {
+        println!(
+            "repaired: {} rows written, {} deleted",
+            r["written"], r["deleted"]
+        );
+    }
 }

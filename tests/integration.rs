@@ -61,3 +61,6 @@ mod recovery;
 
 #[path = "scenarios/store_full.rs"]
 mod store_full;
+
+#[path = "scenarios/ops_safety.rs"]
+mod ops_safety;

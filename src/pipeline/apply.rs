@@ -609,13 +609,7 @@ impl Applier {
         match cmd {
             Control::Replay { ids, reply } => {
                 let result = self.replay(&ids, sink).await;
-                let failed = match &result {
-                    Err(e) => Some(Error::Protocol {
-                        endpoint: self.target.clone(),
-                        message: e.to_string(),
-                    }),
-                    Ok(_) => None,
-                };
+                let failed = result.as_ref().err().and_then(|e| self.ends_session(e));
                 let _ = reply.send(result);
                 match failed {
                     Some(e) => Err(e),
@@ -626,6 +620,14 @@ impl Applier {
                 self.resync_pending = true;
                 Ok(())
             }
+            Control::ResyncCancel {
+                mapping,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.cancel_resync(&mapping, &actor));
+                Ok(())
+            }
             Control::Repair {
                 mapping,
                 source_keys,
@@ -633,10 +635,7 @@ impl Applier {
                 reply,
             } => {
                 let result = self.repair(&mapping, &source_keys, &extra_keys, sink).await;
-                let failed = result.as_ref().err().map(|e| Error::Protocol {
-                    endpoint: self.target.clone(),
-                    message: e.to_string(),
-                });
+                let failed = result.as_ref().err().and_then(|e| self.ends_session(e));
                 let _ = reply.send(result);
                 match failed {
                     Some(e) => Err(e),
@@ -670,6 +669,19 @@ impl Applier {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Whether an operator command's error ends the session: a refused command (an unknown
+    /// id, a source read the database refuses) left no batch half-applied, so the flow streams
+    /// on and only the operator hears of it; any other error is handled as an apply error.
+    fn ends_session(&self, e: &Error) -> Option<Error> {
+        match e {
+            Error::Usage(_) => None,
+            other => Some(Error::Protocol {
+                endpoint: self.target.clone(),
+                message: other.to_string(),
+            }),
         }
     }
 

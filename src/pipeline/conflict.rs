@@ -110,6 +110,11 @@ impl Hub {
         r.get(endpoint).is_some_and(|p| p.reached(mark))
     }
 
+    /// Every loaded mapping.
+    pub fn mappings(&self) -> &[Arc<crate::mapping::Mapping>] {
+        &self.mappings.list
+    }
+
     pub fn mapping(&self, name: &str) -> Option<&Arc<crate::mapping::Mapping>> {
         self.mappings.list.iter().find(|m| m.name == name)
     }

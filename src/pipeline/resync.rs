@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::mapping::{Mapping, TableRef};
 use crate::model::{ColumnSchema, Op, RowChange, TableSchema, Transaction, Value};
 use crate::sink::Sink;
-use crate::store::ResyncJob;
+use crate::store::{ResyncEnd, ResyncJob, Store};
 
 /// Rows per chunk: a stream change arriving during a chunk waits for it (about 0.2 s).
 pub const CHUNK_ROWS: usize = 10_000;
@@ -46,6 +46,9 @@ pub(crate) struct Prefetched {
     filter: Option<String>,
     rows: Vec<Vec<Value>>,
 }
+
+/// One value as read: the value, or why it cannot be read (naming its type, never the value).
+pub(crate) type Cell = std::result::Result<Value, String>;
 
 /// One keyset read: the rows of `table` after `after` (or those whose key is in `keys`), in
 /// key order, at most `limit`, with the `columns` (key columns first).
@@ -131,8 +134,31 @@ impl SourceReader {
     }
 
     /// The rows of `t` after `last_key` (or those whose key is one of `keys`), in key order:
-    /// values in `columns` order (the key columns first).
+    /// values in `columns` order (the key columns first). A value that cannot be read fails the
+    /// read (a resync must not write a row it could not read whole).
     pub async fn chunk(&mut self, read: Read<'_>) -> Result<Vec<Vec<Value>>> {
+        let table = format!("{}:{}", read.table.endpoint, read.table);
+        let rows = self.chunk_cells(read).await?;
+        rows.into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|cell| {
+                        cell.map_err(|reason| Error::Row {
+                            table: table.clone(),
+                            key: String::new(),
+                            reason,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Like [`SourceReader::chunk`], with each value read on its own: a value the reader
+    /// cannot represent (PostgreSQL `infinity`, a BC date, year 10000) is an `Err` naming its
+    /// type, never the value, and the rest of the row and the chunk are still read (verify
+    /// reports such a value for its key and goes on).
+    pub async fn chunk_cells(&mut self, read: Read<'_>) -> Result<Vec<Vec<Cell>>> {
         let Read {
             table: t,
             key,
@@ -230,7 +256,8 @@ impl SourceReader {
                     .query(&sql, &refs)
                     .await
                     .map_err(|e| Error::pg(&ep, e))?;
-                rows.iter()
+                Ok(rows
+                    .iter()
                     .map(|r| {
                         (0..columns.len())
                             .map(|i| match r.get::<_, Option<&str>>(i) {
@@ -238,16 +265,11 @@ impl SourceReader {
                                 Some(text) => crate::source::postgres::values::from_text(
                                     oids[i],
                                     text.as_bytes(),
-                                )
-                                .map_err(|reason| Error::Row {
-                                    table: format!("{}:{t}", t.endpoint),
-                                    key: String::new(),
-                                    reason,
-                                }),
+                                ),
                             })
                             .collect()
                     })
-                    .collect()
+                    .collect())
             }
             SourceReader::My(conn) => {
                 let q = crate::sink::mysql::quote_ident;
@@ -293,7 +315,7 @@ impl SourceReader {
                         row.unwrap()
                             .into_iter()
                             .zip(cols.iter())
-                            .map(|(v, c)| crate::sink::mysql::from_mysql(v, c))
+                            .map(|(v, c)| Ok(crate::sink::mysql::from_mysql(v, c)))
                             .collect()
                     })
                     .collect())
@@ -402,7 +424,8 @@ impl Applier {
                     filter: None,
                     limit: keys.len(),
                 })
-                .await?;
+                .await
+                .map_err(|e| refused_read(name, e))?;
             written += rows.len() as u64;
             self.copy_rows(&mapping, &schema, rows, sink).await?;
         }
@@ -420,7 +443,8 @@ impl Applier {
                     filter: None,
                     limit: keys.len(),
                 })
-                .await?;
+                .await
+                .map_err(|e| refused_read(name, e))?;
             let found: std::collections::HashSet<String> =
                 found.iter().map(|r| key_text(r)).collect();
             absent.extend(
@@ -428,6 +452,14 @@ impl Applier {
                     .filter(|k| !found.contains(&key_text(k)))
                     .cloned(),
             );
+        }
+        // Defence in depth: only a mapping that owns its target rows deletes any (verify
+        // reports no extra rows for the others).
+        if let Some(why) = crate::verify::not_owner(&mapping, &self.mappings.list) {
+            if !absent.is_empty() {
+                tracing::warn!(flow = %self.flow_name(), mapping = %name, rows = absent.len(), why = %why, "repair deletes nothing: the mapping does not own its target rows");
+            }
+            absent.clear();
         }
         let extra_keys = &absent[..];
         let mut deleted = 0u64;
@@ -494,11 +526,53 @@ impl Applier {
     }
 
     /// Copy the next chunk of the oldest unfinished resync of this flow, if any. Returns
-    /// whether there is more to do.
+    /// whether there is more to do. A job whose source read fails for a reason other than a
+    /// transient one (its `--where` no longer fits the table, a value the read refuses) fails
+    /// alone: it is ended as `failed` with its reason and the flow streams on. Errors writing
+    /// the target are the flow's, as for any batch.
     pub(super) async fn resync_step(&mut self, sink: &mut Sink) -> Result<bool> {
+        match self.copy_next_chunk(sink).await {
+            Err(JobError::Read(job, e)) => self.fail_job(&job, e),
+            Err(JobError::Flow(e)) => Err(e),
+            Ok(more) => Ok(more),
+        }
+    }
+
+    /// End `job` as failed by `e` (unless `e` is transient: the session retries, the job
+    /// continues where it stopped).
+    fn fail_job(&mut self, job: &ResyncJob, e: Error) -> Result<bool> {
+        if e.class() == crate::error::ErrorClass::Transient {
+            return Err(e);
+        }
+        self.reader = None;
+        self.prefetched = None;
+        let reason = job_reason(&e);
+        tracing::warn!(flow = %self.flow_name(), mapping = %job.mapping, reason = %reason, "resync failed; the flow streams on");
+        self.store.end_resync(
+            job,
+            &ResyncEnd {
+                state: "failed".into(),
+                reason,
+                at_us: chrono::Utc::now().timestamp_micros(),
+            },
+        )?;
+        self.store.flush()?;
+        // The next job, if any.
+        Ok(true)
+    }
+
+    /// An operator's `resync cancel`: between chunks, so no chunk in flight stores its
+    /// progress over the cancellation.
+    pub(super) fn cancel_resync(&mut self, mapping: &str, actor: &str) -> Result<ResyncJob> {
+        self.prefetched = None;
+        cancel(&self.store, mapping, actor)
+    }
+
+    async fn copy_next_chunk(&mut self, sink: &mut Sink) -> std::result::Result<bool, JobError> {
         let Some(mut job) = self
             .store
-            .resync_jobs()?
+            .resync_jobs()
+            .map_err(JobError::Flow)?
             .into_iter()
             .find(|j| j.flow == self.flow_name() && !j.done)
         else {
@@ -513,7 +587,7 @@ impl Applier {
         else {
             tracing::warn!(flow = %self.flow_name(), mapping = %job.mapping, "resync dropped: the mapping is gone");
             job.done = true;
-            self.store.put_resync(&job)?;
+            self.store.put_resync(&job).map_err(JobError::Flow)?;
             return Ok(true);
         };
         let columns = source_columns(&mapping);
@@ -533,13 +607,16 @@ impl Applier {
                     filter: job.filter.as_deref(),
                     limit: end - start,
                 })
-                .await?;
-            self.copy_rows(&mapping, &schema, rows, sink).await?;
+                .await
+                .map_err(|e| JobError::Read(job.clone(), e))?;
+            self.copy_rows(&mapping, &schema, rows, sink)
+                .await
+                .map_err(JobError::Flow)?;
             job.rows = end as u64;
             job.done = end >= keys.len();
             job.updated_us = chrono::Utc::now().timestamp_micros();
-            self.store.put_resync(&job)?;
-            self.store.flush()?;
+            self.store.put_resync(&job).map_err(JobError::Flow)?;
+            self.store.flush().map_err(JobError::Flow)?;
             if job.done {
                 tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, keys = keys.len(), "resync of keys finished");
             }
@@ -547,14 +624,17 @@ impl Applier {
         }
         if job.total.is_none() {
             if self.reader.is_none() {
-                self.reader = Some(SourceReader::connect(&self.config, &self.source).await?);
+                let reader = SourceReader::connect(&self.config, &self.source)
+                    .await
+                    .map_err(JobError::Flow)?;
+                self.reader = Some(reader);
             }
             let reader = self.reader.as_mut().expect("connected");
             match reader.count(&mapping, &job).await {
                 Ok(n) => job.total = Some(n),
                 Err(e) => {
                     self.reader = None;
-                    return Err(e);
+                    return Err(JobError::Read(job, e));
                 }
             }
             tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.total, "resync started");
@@ -573,7 +653,10 @@ impl Applier {
         });
         let rows = match ahead {
             Some(p) => p.rows,
-            None => self.read_source(read(job.last_key.as_deref())).await?,
+            None => match self.read_source(read(job.last_key.as_deref())).await {
+                Ok(rows) => rows,
+                Err(e) => return Err(JobError::Read(job.clone(), e)),
+            },
         };
         let started = std::time::Instant::now();
         let n = rows.len();
@@ -598,7 +681,7 @@ impl Applier {
         if !matches!(next, Some(Err(_))) {
             self.reader = reader;
         }
-        copied?;
+        copied.map_err(JobError::Flow)?;
         self.prefetched = next.and_then(|r| r.ok()).map(|rows| Prefetched {
             mapping: job.mapping.clone(),
             after: last_key.clone(),
@@ -609,9 +692,9 @@ impl Applier {
         job.last_key = last_key.or(job.last_key.take());
         job.done = !more;
         job.updated_us = chrono::Utc::now().timestamp_micros();
-        self.store.put_resync(&job)?;
+        self.store.put_resync(&job).map_err(JobError::Flow)?;
         // Durable with the chunk: a restart continues after it, not before.
-        self.store.flush()?;
+        self.store.flush().map_err(JobError::Flow)?;
         metrics::counter!(crate::metrics::RESYNC_ROWS, "mapping" => job.mapping.clone())
             .increment(n as u64);
         tracing::debug!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.rows, chunk_ms = started.elapsed().as_millis() as u64, "resync chunk copied");
@@ -619,5 +702,117 @@ impl Applier {
             tracing::info!(flow = %self.flow_name(), mapping = %job.mapping, rows = job.rows, "resync finished");
         }
         Ok(true)
+    }
+}
+
+/// Why a resync step stopped: its own source read (the job fails alone) or the flow.
+enum JobError {
+    Read(ResyncJob, Error),
+    Flow(Error),
+}
+
+/// A failed job's reason as stored and shown: the error, except a server message of the data
+/// exception class (SQLSTATE 22), which can quote row values: then its code only.
+fn job_reason(e: &Error) -> String {
+    if let Error::Postgres { endpoint, source } = e {
+        if let Some(db) = source.as_db_error() {
+            let code = db.code().code();
+            if code.starts_with("22") {
+                return format!(
+                    "endpoint {endpoint}: the source refused the read with a data exception (SQLSTATE {code}); run the resync's condition by hand to see the row"
+                );
+            }
+        }
+    }
+    e.to_string()
+}
+
+/// A repair's source read that failed for a reason other than a transient one: the operator's
+/// command is refused (the flow goes on); a transient error is the flow's to retry.
+fn refused_read(mapping: &str, e: Error) -> Error {
+    match e.class() {
+        crate::error::ErrorClass::Transient => e,
+        _ => Error::Usage(format!(
+            "repair of {mapping} stopped: reading its source: {}",
+            job_reason(&e)
+        )),
+    }
+}
+
+/// Cancel the unfinished resync of `mapping`: it ends as `cancelled` (rows already copied
+/// stay; nothing is undone).
+pub(crate) fn cancel(store: &Store, mapping: &str, actor: &str) -> Result<ResyncJob> {
+    let job = store
+        .resync_jobs()?
+        .into_iter()
+        .find(|j| j.mapping == mapping && !j.done)
+        .ok_or_else(|| Error::Usage(format!("no resync of {mapping} is under way")))?;
+    store.end_resync(
+        &job,
+        &ResyncEnd {
+            state: "cancelled".into(),
+            reason: format!("cancelled by {actor}"),
+            at_us: chrono::Utc::now().timestamp_micros(),
+        },
+    )?;
+    store.flush()?;
+    Ok(job)
+}
+
+/// Check an operator's `--where` on the source before a job is stored: the chunk query with
+/// it, `LIMIT 0`, in a read-only transaction (nothing is read or changed; the database parses
+/// and plans it, so an unknown column, a syntax error or a type mismatch is refused now,
+/// with the database's reason).
+pub(crate) async fn check_filter(
+    config: &crate::config::Config,
+    mapping: &Mapping,
+    filter: &str,
+) -> Result<()> {
+    let t = &mapping.source;
+    let refused =
+        |reason: String| Error::Usage(format!("--where refused: not a condition on {t}: {reason}"));
+    match SourceReader::connect(config, &t.endpoint).await? {
+        SourceReader::Pg(conn) => {
+            let q = crate::source::postgres::quote_ident;
+            let sql = format!(
+                "SELECT 1 FROM {}.{} WHERE ({filter}) LIMIT 0",
+                q(&t.namespace),
+                q(&t.table)
+            );
+            conn.client
+                .batch_execute("BEGIN READ ONLY")
+                .await
+                .map_err(|e| Error::pg(&t.endpoint, e))?;
+            let result = conn.client.query(&sql, &[]).await;
+            let _ = conn.client.batch_execute("ROLLBACK").await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if e.as_db_error().is_some() => {
+                    Err(refused(crate::error::Error::pg(&t.endpoint, e).to_string()))
+                }
+                Err(e) => Err(Error::pg(&t.endpoint, e)),
+            }
+        }
+        SourceReader::My(mut conn) => {
+            let q = crate::sink::mysql::quote_ident;
+            let sql = format!(
+                "SELECT 1 FROM {}.{} WHERE ({filter}) LIMIT 0",
+                q(&t.namespace),
+                q(&t.table)
+            );
+            conn.query_drop("START TRANSACTION READ ONLY")
+                .await
+                .map_err(|e| Error::mysql(&t.endpoint, e))?;
+            let result: std::result::Result<Vec<mysql_async::Row>, _> = conn.exec(sql, ()).await;
+            let _ = conn.query_drop("ROLLBACK").await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(mysql_async::Error::Server(se)) => Err(refused(format!(
+                    "endpoint {}: {} ({})",
+                    t.endpoint, se.message, se.code
+                ))),
+                Err(e) => Err(Error::mysql(&t.endpoint, e)),
+            }
+        }
     }
 }

@@ -24,8 +24,8 @@ use crate::error::{Error, Result};
 use crate::position::Position;
 
 pub use records::{
-    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncJob, SyncState, Synced,
-    Version, Waiting,
+    AuditEntry, Conflict, ConflictState, DeadLetter, PendingWrite, ResyncEnd, ResyncJob, SyncState,
+    Synced, Version, Waiting,
 };
 
 /// Bumped when a stored record changes shape.
@@ -46,6 +46,7 @@ const CONFLICTS: &str = "conflicts";
 const CONFLICT_OPEN: &str = "conflict_open";
 const PENDING: &str = "pending";
 const RESYNC: &str = "resync";
+const RESYNC_END: &str = "resync_end";
 
 /// The store: one sled database, shared by the daemon's flows and its admin API. A write that
 /// fails on an I/O error (the filesystem full) leaves sled failed for good, so the store marks
@@ -89,6 +90,8 @@ struct Trees {
     pending: sled::Tree,
     /// Resync jobs by mapping.
     resync: sled::Tree,
+    /// How a mapping's last resync ended, when it failed or was cancelled.
+    resync_end: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -228,6 +231,7 @@ fn open_trees(path: &Path) -> Result<Trees> {
             conflict_open: tree(CONFLICT_OPEN)?,
             pending: tree(PENDING)?,
             resync: tree(RESYNC)?,
+            resync_end: tree(RESYNC_END)?,
             db,
         })
     }
@@ -689,6 +693,36 @@ impl Store {
             .insert(job.mapping.as_bytes(), encode(job)?)
             .map(|_| ())
             .map_err(|e| self.fail(e))
+    }
+
+    /// Store a new job of a mapping (forgetting how the previous one ended).
+    pub fn start_resync(&self, job: &ResyncJob) -> Result<()> {
+        self.t()?
+            .resync_end
+            .remove(job.mapping.as_bytes())
+            .map_err(|e| self.fail(e))?;
+        self.put_resync(job)
+    }
+
+    /// End a mapping's job as failed or cancelled: it is done, with the reason kept.
+    pub fn end_resync(&self, job: &ResyncJob, end: &ResyncEnd) -> Result<()> {
+        let mut job = job.clone();
+        job.done = true;
+        job.updated_us = end.at_us;
+        self.t()?
+            .resync_end
+            .insert(job.mapping.as_bytes(), encode(end)?)
+            .map_err(|e| self.fail(e))?;
+        self.put_resync(&job)
+    }
+
+    pub fn resync_end(&self, mapping: &str) -> Result<Option<ResyncEnd>> {
+        self.t()?
+            .resync_end
+            .get(mapping.as_bytes())
+            .map_err(|e| self.fail(e))?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     pub fn audit(&self, entry: AuditEntry) -> Result<()> {

@@ -176,6 +176,18 @@ pub struct ResyncJob {
     pub actor: String,
 }
 
+/// How a resync job ended other than by copying everything: it failed (its own error, the
+/// flow goes on) or an operator cancelled it. Kept apart from [`ResyncJob`] so jobs stored by
+/// an older release stay readable; cleared when a new job of the mapping is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncEnd {
+    /// `failed` or `cancelled`.
+    pub state: String,
+    /// Why it failed (naming no row value), or who cancelled it.
+    pub reason: String,
+    pub at_us: i64,
+}
+
 /// What a mapping last synced of one source row, as the versions of it the target agreed with
 /// whose echoes may still be on their way (oldest first, the current last): per source column
 /// the mapping reads (lower case), the value's fingerprint; `None` for a row deleted in sync.

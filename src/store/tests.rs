@@ -169,3 +169,34 @@ fn key_map_round_trips() {
     s.remove_key_map("company", "1").unwrap();
     assert_eq!(s.key_map("company", "1").unwrap(), None);
 }
+
+#[test]
+fn a_resync_ends_failed_or_cancelled_and_a_new_job_forgets_it() {
+    let (_d, s) = open();
+    let job = ResyncJob {
+        mapping: "m".into(),
+        flow: "crm->erp".into(),
+        filter: None,
+        keys: None,
+        last_key: None,
+        rows: 5,
+        total: Some(10),
+        started_us: 1,
+        updated_us: 1,
+        done: false,
+        actor: "t".into(),
+    };
+    s.start_resync(&job).unwrap();
+    let end = ResyncEnd {
+        state: "failed".into(),
+        reason: "why".into(),
+        at_us: 2,
+    };
+    s.end_resync(&job, &end).unwrap();
+    let stored = &s.resync_jobs().unwrap()[0];
+    assert!(stored.done && stored.rows == 5);
+    assert_eq!(s.resync_end("m").unwrap(), Some(end));
+    s.start_resync(&job).unwrap();
+    assert_eq!(s.resync_end("m").unwrap(), None);
+    assert!(!s.resync_jobs().unwrap()[0].done);
+}

@@ -9,7 +9,7 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
 }
 
-async fn demo_bridge(prefix: &str) -> Bridge {
+pub(crate) async fn demo_bridge(prefix: &str) -> Bridge {
     let names = [
         "company_customer",
         "contact_contact",
