@@ -54,6 +54,7 @@ pub async fn check_live(config: &Config, mappings: &Mappings) -> Result<Findings
             Ok(c) => c,
             Err(e) if matches!(e.class(), ErrorClass::Transient | ErrorClass::EndpointFatal) => {
                 findings.unreachable.push(e);
+                findings.unreachable_endpoints.push(name.clone());
                 continue;
             }
             Err(e) => return Err(e),
@@ -229,8 +230,8 @@ pub async fn run(config: Config, config_path: PathBuf, shutdown: CancellationTok
     metrics::gauge!(m::DEAD_LETTERS).set(store.dead_letter_count() as f64);
     metrics::gauge!(m::CONFLICTS_OPEN).set(store.open_conflict_count() as f64);
     metrics::gauge!(m::RELOAD_SUCCESS).set(1.0);
-    preflight(&config, &mappings).await?;
-    first_starts(&config, &mappings, &store).await?;
+    let unreachable = preflight(&config, &mappings).await?;
+    first_starts(&config, &mappings, &store, &unreachable).await?;
     let notifier = Arc::new(Notifier::from_env());
     let (admin_tx, admin_rx) = watch::channel(crate::admin::Admin {
         store: store.clone(),
@@ -374,7 +375,8 @@ fn spawn_watchdog(health: &Health, notifier: &Arc<Notifier>, shutdown: &Cancella
 
 /// Refuse to start on configuration problems the databases reveal (missing tables or columns,
 /// wal_level). Unreachable databases are not a reason to refuse: the flows retry them.
-async fn preflight(config: &Config, mappings: &Mappings) -> Result<()> {
+/// Returns the endpoints that could not be checked.
+async fn preflight(config: &Config, mappings: &Mappings) -> Result<Vec<String>> {
     let findings = check_live(config, mappings).await?;
     for w in &findings.warnings {
         tracing::warn!(warning = %w, "check");
@@ -389,7 +391,7 @@ async fn preflight(config: &Config, mappings: &Mappings) -> Result<()> {
         }
     }
     if findings.errors.is_empty() {
-        Ok(())
+        Ok(findings.unreachable_endpoints)
     } else {
         Err(combine(findings.errors))
     }
@@ -421,10 +423,21 @@ fn recover_store(store: Store, board: crate::board::Board, shutdown: Cancellatio
 
 /// Refuse to start a flow that has no checkpoint but ran before (see `pipeline::first_start`).
 /// An endpoint that cannot be reached now is checked again when its flow starts.
-async fn first_starts(config: &Config, mappings: &Mappings, store: &Store) -> Result<()> {
+/// A flow whose endpoints could not be checked now (unreachable, or refusing the login: no
+/// second try here) is checked when it starts.
+async fn first_starts(
+    config: &Config,
+    mappings: &Mappings,
+    store: &Store,
+    unreachable: &[String],
+) -> Result<()> {
     let mut refused = Vec::new();
     for (source, target) in mappings.flows() {
-        match crate::pipeline::first_start::check(config, mappings, store, &source, &target).await {
+        if unreachable.contains(&source) || unreachable.contains(&target) {
+            continue;
+        }
+        let flow = (source.as_str(), target.as_str());
+        match crate::pipeline::first_start::check(config, mappings, store, flow, None, true).await {
             Ok(()) => {}
             Err(e) if e.class() == ErrorClass::Config => refused.push(e),
             Err(e) => {

@@ -63,6 +63,8 @@ pub struct Findings {
     pub warnings: Vec<String>,
     /// Endpoints that could not be reached or refused the login (their mappings unchecked).
     pub unreachable: Vec<Error>,
+    /// The names of those endpoints.
+    pub unreachable_endpoints: Vec<String>,
 }
 
 pub fn compare(

@@ -11,6 +11,11 @@
 //! Any trace, and the flow refuses to start until the operator chooses: continue from a
 //! position, start as new and resync, or start as new on purpose (`checkpoint reset`, which
 //! the store remembers until the flow has stored its first checkpoint).
+//!
+//! The check never costs changes itself: a PostgreSQL source's slot alone proves an earlier
+//! run (a first start stores the new slot's position at once), and a MariaDB source's first
+//! position is taken and kept before the target is asked, so changes made while the target
+//! cannot be reached (a wrong password) are still read once it can.
 
 use crate::config::{Config, EndpointKind};
 use crate::error::{Error, Result};
@@ -24,20 +29,24 @@ struct Trace {
 }
 
 /// Ok when the flow has a checkpoint, was reset on purpose, or shows no trace of an earlier
-/// run; otherwise the error says what was found and the commands that choose.
+/// run; otherwise the error says what was found and the commands that choose. `source_conn`:
+/// the flow's own connection to a PostgreSQL source, when it has one open (no second login).
 pub async fn check(
     config: &Config,
     mappings: &Mappings,
     store: &Store,
-    source: &str,
-    target: &str,
+    (source, target): (&str, &str),
+    source_conn: Option<&crate::source::postgres::PgConn>,
+    with_target: bool,
 ) -> Result<()> {
     let flow = super::flow_name(source, target);
     if store.checkpoint(&flow)?.is_some() || store.fresh_start(&flow)? {
         return Ok(());
     }
-    let mut traces = source_traces(config, source).await?;
-    traces.extend(target_traces(config, source, target, &flow).await?);
+    let mut traces = source_traces(config, source, source_conn).await?;
+    if with_target {
+        traces.extend(target_traces(config, source, target, &flow).await?);
+    }
     if traces.is_empty() {
         return Ok(());
     }
@@ -46,15 +55,26 @@ pub async fn check(
     )))
 }
 
-async fn source_traces(config: &Config, source: &str) -> Result<Vec<Trace>> {
+async fn source_traces(
+    config: &Config,
+    source: &str,
+    conn: Option<&crate::source::postgres::PgConn>,
+) -> Result<Vec<Trace>> {
     let cfg = &config.endpoints[source];
     if cfg.kind != EndpointKind::Postgres {
         return Ok(Vec::new());
     }
-    let conn =
-        crate::source::postgres::PgConn::connect(source, cfg, &config.password(source)?).await?;
+    let own;
+    let conn = match conn {
+        Some(c) => c,
+        None => {
+            own = crate::source::postgres::PgConn::connect(source, cfg, &config.password(source)?)
+                .await?;
+            &own
+        }
+    };
     let slot = cfg.slot();
-    Ok(crate::source::postgres::slot_position(&conn, slot)
+    Ok(crate::source::postgres::slot_position(conn, slot)
         .await?
         .map(|p| Trace {
             what: format!("replication slot '{slot}' exists on {source}"),

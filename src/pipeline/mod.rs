@@ -260,7 +260,7 @@ impl Flow {
         let src_cfg = &cfg.endpoints[&self.source];
         let password = cfg.password(&self.source)?;
         let tables = self.mappings.source_tables(&self.source);
-        first_start::check(cfg, &self.mappings, &self.store, &self.source, &self.target).await?;
+        let flow = (self.source.as_str(), self.target.as_str());
         let mut checkpoint = self.store.checkpoint(&self.name)?;
         let up = |result: std::result::Result<(), String>| {
             metrics::gauge!(m::ENDPOINT_UP, "endpoint" => self.source.clone())
@@ -274,7 +274,11 @@ impl Flow {
             EndpointKind::Postgres => {
                 let conn = PgConn::connect(&self.source, src_cfg, &password).await;
                 up(conn.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-                let slot = postgres::prepare(&conn?, src_cfg, &tables, checkpoint.as_ref()).await?;
+                let conn = conn?;
+                // Before the slot is created or used as a first start: did the flow run before?
+                first_start::check(cfg, &self.mappings, &self.store, flow, Some(&conn), false)
+                    .await?;
+                let slot = postgres::prepare(&conn, src_cfg, &tables, checkpoint.as_ref()).await?;
                 if let (None, Some(p)) = (&checkpoint, slot) {
                     // First start: the slot's position is stored at once, so a crash before
                     // the first batch is not taken for a lost store next time.
@@ -309,8 +313,21 @@ impl Flow {
                 let start = match checkpoint.clone() {
                     Some(p) => p,
                     None => {
-                        // First start: begin at the binlog's end, stored before anything is read.
-                        let p = mysql::current_position(&mut conn, &self.source, flavor).await?;
+                        // First start: begin at the binlog's end, stored before anything is read
+                        // (unless the flow ran before and lost its store).
+                        let p = match self.store.first_position(&self.name)? {
+                            Some(p) => p,
+                            None => {
+                                let p = mysql::current_position(&mut conn, &self.source, flavor)
+                                    .await?;
+                                self.store.set_first_position(&self.name, Some(&p))?;
+                                self.store.flush()?;
+                                p
+                            }
+                        };
+                        first_start::check(cfg, &self.mappings, &self.store, flow, None, true)
+                            .await?;
+                        self.store.set_first_position(&self.name, None)?;
                         self.store.advance_checkpoint(&self.name, &p)?;
                         self.store.set_fresh_start(&self.name, false)?;
                         self.store.flush()?;

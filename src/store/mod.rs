@@ -300,6 +300,26 @@ impl Store {
         self.t()?.fresh.contains_key(flow).map_err(|e| self.fail(e))
     }
 
+    /// Where a first start of a flow from MariaDB begins, taken before it knows whether the
+    /// flow ran before (see `pipeline::first_start`): kept until its first checkpoint.
+    pub fn first_position(&self, flow: &str) -> Result<Option<Position>> {
+        self.t()?
+            .fresh
+            .get(format!("position\u{0}{flow}"))
+            .map_err(|e| self.fail(e))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn set_first_position(&self, flow: &str, pos: Option<&Position>) -> Result<()> {
+        let key = format!("position\u{0}{flow}");
+        match pos {
+            Some(p) => self.t()?.fresh.insert(key, encode(p)?).map(|_| ()),
+            None => self.t()?.fresh.remove(key).map(|_| ()),
+        }
+        .map_err(|e| self.fail(e))
+    }
+
     pub fn set_fresh_start(&self, flow: &str, on: bool) -> Result<()> {
         match on {
             true => self.t()?.fresh.insert(flow, &[1u8][..]).map(|_| ()),

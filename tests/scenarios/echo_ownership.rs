@@ -82,10 +82,20 @@ async fn wait_erp(b: &Bridge, sql: &str, want: &[&[Option<&str>]]) {
         .iter()
         .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
         .collect();
-    wait_until(&format!("ERP: {sql}"), LONG, || async {
-        b.erp_rows(sql).await == want
-    })
-    .await;
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let got = b.erp_rows(sql).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ERP: {sql}: {got:?}\ndead letters: {}\n{}",
+            String::from_utf8_lossy(&b.cli(&["dlq", "list", "-o", "json"]).stdout),
+            tail(&b.log(), 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 // ---- one mapping writes a column another carries back: opportunities and sales orders ----

@@ -146,7 +146,7 @@ async fn wrong_password_stops_the_flow_until_reload() {
     // No retry storm: a few seconds later, still only the first attempts.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let attempts = access_denied(&b).await - denied_before;
-    assert!(attempts <= 3, "{attempts} failed logins");
+    assert!(attempts <= 3, "{attempts} failed logins\n{}", b.log());
     for pw in ["not-the-password", b.erp_password.as_str()] {
         assert!(!b.log().contains(pw), "no password in the log");
     }

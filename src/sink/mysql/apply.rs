@@ -31,8 +31,10 @@ fn qualified(t: &TargetTable) -> String {
     format!("{}.{}", quote_ident(&t.namespace), quote_ident(&t.name))
 }
 
-/// The facts of every table the sink has written, by (database, table).
-pub(super) type Tables = HashMap<(String, String), Arc<TableFacts>>;
+/// The facts of every table the sink has written, by (database, table, the columns written in
+/// that order): facts are per column position, and several mappings may write one table with
+/// different columns.
+pub(super) type Tables = HashMap<(String, String, String), Arc<TableFacts>>;
 
 /// One operation ready to send: its index in the batch and its encoded parameters (the present
 /// columns of an upsert, the key of a delete).
@@ -118,8 +120,8 @@ pub(super) async fn apply_runs(
     Ok(applied)
 }
 
-pub(super) fn table_key(t: &TargetTable) -> (String, String) {
-    (t.namespace.clone(), t.name.clone())
+pub(super) fn table_key(t: &TargetTable) -> (String, String, String) {
+    (t.namespace.clone(), t.name.clone(), t.columns.join("\u{0}"))
 }
 
 fn mode(op: &TargetOp, split: bool) -> Mode {
