@@ -67,30 +67,33 @@ fn count(r: &Rows) -> i64 {
 }
 
 async fn wait_crm(b: &Bridge, sql: &str, want: &[&[Option<&str>]]) {
-    let want: Rows = want
-        .iter()
-        .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
-        .collect();
-    wait_until(&format!("CRM: {sql}"), LONG, || async {
-        b.crm_rows(sql).await == want
-    })
-    .await;
+    wait_rows(b, true, sql, want).await
 }
 
 async fn wait_erp(b: &Bridge, sql: &str, want: &[&[Option<&str>]]) {
+    wait_rows(b, false, sql, want).await
+}
+
+/// Wait until one side's rows are `want`; on time-out, say what was there, the dead letters
+/// and the daemon's last lines.
+async fn wait_rows(b: &Bridge, crm: bool, sql: &str, want: &[&[Option<&str>]]) {
     let want: Rows = want
         .iter()
         .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
         .collect();
     let deadline = std::time::Instant::now() + LONG;
     loop {
-        let got = b.erp_rows(sql).await;
+        let got = match crm {
+            true => b.crm_rows(sql).await,
+            false => b.erp_rows(sql).await,
+        };
         if got == want {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "ERP: {sql}: {got:?}\ndead letters: {}\n{}",
+            "{}: {sql}: {got:?}\ndead letters: {}\n{}",
+            if crm { "CRM" } else { "ERP" },
             String::from_utf8_lossy(&b.cli(&["dlq", "list", "-o", "json"]).stdout),
             tail(&b.log(), 30)
         );
