@@ -274,23 +274,8 @@ fn adopted_identity(m: &Mapping, target: &LiveTable, out: &mut Findings) {
 mod tests {
     use super::*;
 
-    const CONFIG: &str = r#"
-[store]
-path = "state"
-[endpoints.crm]
-kind = "postgres"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "crm"
-[endpoints.erp]
-kind = "mysql"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "erp"
-"#;
-
     fn mapping(extra: &str) -> Mapping {
-        let config: crate::config::Config = toml::from_str(CONFIG).unwrap();
+        let config = crate::mapping::test_support::config();
         let text = format!(
             "key = [\"id\"]\n{extra}[source]\nendpoint = \"crm\"\ntable = \"items\"\n\
              [target]\nendpoint = \"erp\"\ntable = \"items\"\n[columns]\nid = \"id\"\nname = \"name\"\n"

@@ -111,23 +111,8 @@ mod tests {
     use super::*;
     use crate::model::Value;
 
-    const CONFIG: &str = r#"
-[store]
-path = "state"
-[endpoints.crm]
-kind = "postgres"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "crm"
-[endpoints.erp]
-kind = "mysql"
-host = "127.0.0.1"
-user = "rowbridge"
-database = "erp"
-"#;
-
     fn mapping(name: &str, extra: &str) -> Arc<Mapping> {
-        let config: crate::config::Config = toml::from_str(CONFIG).unwrap();
+        let config = crate::mapping::test_support::config();
         let text = format!(
             "key = [\"id\"]\n{extra}\n[source]\nendpoint = \"crm\"\ntable = \"t\"\n\
              [target]\nendpoint = \"erp\"\ntable = \"t\"\n[columns]\nid = \"id\"\nname = \"name\"\n"
