@@ -740,26 +740,57 @@ async fn mixed_ownership_workload_converges_without_echo_writes() {
             }
         }
         // Both sides' edits of this round in flight together.
+        // A user's transaction that deadlocks with rowbridge's locked writes is rolled back
+        // whole and run again, as an application would.
         let crm_round = async {
-            if !crm_sql.is_empty() {
-                b.crm_exec(&format!("BEGIN; {}; COMMIT", crm_sql.join("; ")))
-                    .await;
+            if crm_sql.is_empty() {
+                return;
+            }
+            let client = b.pg.local_client(&b.crm).await;
+            let sql = format!("BEGIN; {}; COMMIT", crm_sql.join("; "));
+            for attempt in 0.. {
+                match client.batch_execute(&sql).await {
+                    Ok(()) => return,
+                    Err(e)
+                        if attempt < 20 && e.code().is_some_and(|c| {
+                            *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                                || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                        }) =>
+                    {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
+                    Err(e) => panic!("CRM round: {e}"),
+                }
             }
         };
         let erp_round = async {
-            if !erp_sql.is_empty() {
-                use mysql_async::prelude::Queryable;
-                let mut conn = b.my.conn(&b.erp).await;
+            if erp_sql.is_empty() {
+                return;
+            }
+            use mysql_async::prelude::Queryable;
+            let mut conn = b.my.conn(&b.erp).await;
+            for attempt in 0.. {
                 let mut tx = conn
                     .start_transaction(mysql_async::TxOpts::default())
                     .await
                     .unwrap();
+                let mut failed = None;
                 for sql in &erp_sql {
-                    tx.query_drop(sql)
-                        .await
-                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    if let Err(e) = tx.query_drop(sql).await {
+                        failed = Some(e);
+                        break;
+                    }
                 }
-                tx.commit().await.unwrap();
+                match failed {
+                    None => {
+                        tx.commit().await.unwrap();
+                        return;
+                    }
+                    Some(mysql_async::Error::Server(e)) if e.code == 1213 && attempt < 20 => {
+                        let _ = tx.rollback().await;
+                    }
+                    Some(e) => panic!("ERP round: {e}"),
+                }
             }
         };
         tokio::join!(crm_round, erp_round);
