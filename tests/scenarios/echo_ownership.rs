@@ -748,15 +748,18 @@ async fn mixed_ownership_workload_converges_without_echo_writes() {
             }
             let client = b.pg.local_client(&b.crm).await;
             let sql = format!("BEGIN; {}; COMMIT", crm_sql.join("; "));
+            let retry = |e: &tokio_postgres::Error| {
+                use tokio_postgres::error::SqlState;
+                let codes = [
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                ];
+                e.code().is_some_and(|c| codes.contains(c))
+            };
             for attempt in 0.. {
                 match client.batch_execute(&sql).await {
                     Ok(()) => return,
-                    Err(e)
-                        if attempt < 20 && e.code().is_some_and(|c| {
-                            *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                                || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-                        }) =>
-                    {
+                    Err(e) if attempt < 20 && retry(&e) => {
                         let _ = client.batch_execute("ROLLBACK").await;
                     }
                     Err(e) => panic!("CRM round: {e}"),
